@@ -1,0 +1,5 @@
+"""The one error type a user sees: a message that says what was wrong and where, never a deep traceback."""
+
+
+class SymcereError(Exception):
+    """A user-facing error; the CLI prints its message (no traceback) and exits with status 2."""
