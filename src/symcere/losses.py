@@ -1,0 +1,398 @@
+"""Pure tensor losses (torch only, no I/O, no model state).
+
+Equation numbers "Eq. n" refer to section 3 of the SymCERE paper; "SSM Eq. n" to the sampled-softmax paper
+(Wu et al., "On the Effectiveness of Sampled Softmax Loss for Item Recommendation").
+
+Conventions
+-----------
+* Contrastive losses take an ``anchors`` matrix (B, d) and a ``candidates`` matrix (N, d) with N >= B; the
+  positive of anchor row ``a`` is candidate row ``a`` (the "diagonal"); every other candidate is a negative
+  unless a mask says otherwise. Similarity is the plain dot product: callers L2-normalise (Eq. 3) first.
+* Boolean masks are (B, N). ``exclude_mask[a, b]`` True removes candidate b from anchor a's denominator;
+  the diagonal (the positive) is never removed, whatever the mask says.
+* ``reduction`` is ``"mean"`` (over anchors / rows), ``"sum"`` or ``"none"`` (per-row vector) everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from symcere.errors import SymcereError
+
+__all__ = [
+    "Reduction",
+    "UserHistory",
+    "bce_loss",
+    "bpr_loss",
+    "cross_modal_loss",
+    "false_negative_mask",
+    "full_softmax",
+    "info_nce",
+    "l2_normalize",
+    "same_item_mask",
+    "sampled_softmax",
+    "sincere",
+    "supcon",
+    "symmetric_masks",
+    "symmetric_sincere",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+CROSS_MODAL_KINDS = ("sincere", "infonce", "supcon")
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _diag_mask(b: int, n: int, device: torch.device) -> Tensor:
+    """(b, n) bool, True at [a, a] for a < b."""
+    return torch.eye(b, n, dtype=torch.bool, device=device)
+
+
+def _check_pair(anchors: Tensor, candidates: Tensor) -> tuple[int, int]:
+    if anchors.dim() != 2 or candidates.dim() != 2:
+        raise ValueError("anchors and candidates must be 2-D (rows, dim)")
+    b, n = anchors.shape[0], candidates.shape[0]
+    if n < b:
+        raise ValueError(
+            f"need at least as many candidates ({n}) as anchors ({b}): row a's positive is row a"
+        )
+    return b, n
+
+
+def _check_mask(mask: Tensor, b: int, n: int, name: str) -> Tensor:
+    if mask.shape != (b, n):
+        raise ValueError(f"{name} must have shape ({b}, {n}), got {tuple(mask.shape)}")
+    return mask.to(torch.bool)
+
+
+# --------------------------------------------------------------------------------------------- geometry
+def l2_normalize(x: Tensor, eps: float = 1e-12, dim: int = -1) -> Tensor:
+    """Project onto the unit hypersphere, x / max(||x||_2, eps) along ``dim`` (Eq. 3)."""
+    return x / x.norm(p=2, dim=dim, keepdim=True).clamp_min(eps)
+
+
+# --------------------------------------------------------------------------------------------- ranking
+def bpr_loss(pos_scores: Tensor, neg_scores: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """BPR, -log sigma(s_pos - s_neg) computed as softplus(s_neg - s_pos) (Eq. 12; SSM Eq. 26).
+
+    ``neg_scores`` is (B,) or (B, n_neg) (each negative paired with its row's positive). The paper (Eq. 12)
+    writes a *sum* over triples; ``"mean"`` (the default) is the RecBole convention. The choice rescales the
+    loss, hence the effective BPR weight beta of Eq. 13, by the number of triples in the batch.
+    """
+    if neg_scores.dim() == pos_scores.dim() + 1:
+        pos_scores = pos_scores.unsqueeze(-1)
+    values = F.softplus(neg_scores - pos_scores)
+    if reduction == "none":
+        return values
+    return _reduce(values.reshape(-1), reduction)
+
+
+def bce_loss(pos_scores: Tensor, neg_scores: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """Pointwise binary cross-entropy on logits, positives labelled 1, negatives 0 (SSM Eq. 25, NeuMF).
+
+    ``pos_scores`` (B,), ``neg_scores`` (B,) or (B, n_neg). Every score is one binary example:
+    ``"mean"`` averages over all B * (1 + n_neg) examples (``BCEWithLogitsLoss`` on the concatenation, as
+    RecBole's NeuMF does), ``"sum"`` is SSM Eq. 25 as written, ``"none"`` returns the per-row sum
+    softplus(-s_pos) + sum_j softplus(s_neg_j), shape (B,).
+    """
+    neg = neg_scores if neg_scores.dim() == pos_scores.dim() + 1 else neg_scores.unsqueeze(-1)
+    pos_term = F.softplus(-pos_scores)  # -log sigma(s)
+    neg_term = F.softplus(neg)  # -log (1 - sigma(s))
+    if reduction == "none":
+        return pos_term + neg_term.sum(dim=-1)
+    total = pos_term.sum() + neg_term.sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / (pos_term.numel() + neg_term.numel())
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def full_softmax(
+    user_scores_all_items: Tensor, pos_items: Tensor, tau: float = 1.0, reduction: Reduction = "mean"
+) -> Tensor:
+    """Softmax loss (SM) over the whole catalogue (SSM Eq. 27).
+
+    ``user_scores_all_items`` (B, n_items) are the affinities f(u, j) (divided by ``tau`` here),
+    ``pos_items`` (B,) the observed item per row. Equals ``F.cross_entropy``.
+    """
+    per_row = F.cross_entropy(user_scores_all_items / tau, pos_items.long(), reduction="none")
+    return _reduce(per_row, reduction)
+
+
+def sampled_softmax(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    tau: float,
+    exclude_mask: Tensor | None = None,
+    logit_adjustment: Tensor | None = None,
+    *,
+    normalize: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """In-batch sampled softmax, SSM (SSM Eq. 5), with temperature-aware cosine similarity.
+
+    Row a of ``user_emb`` (B, d) is a user, row a of ``item_emb`` (N >= B, d) its observed item; the other
+    rows are the in-batch negatives. ``logits = u @ i.T / tau`` on L2-normalised rows (``normalize=False``
+    gives the inner-product variant).
+
+    ``logit_adjustment`` (N,) is added to every column *after* the division by tau, to all rows and
+    including the positive: pass ``-log q_j`` (q = in-batch sampling probability, ~ popularity) for the
+    sampling-bias correction of Yi et al. (2019), or ``+tau_prior * log p_j`` for a logit-adjusted softmax.
+
+    ``exclude_mask`` (B, N) removes in-batch items from row a's denominator (e.g. items the user already
+    interacted with, or duplicates of the positive), the positive itself always stays: this is a
+    "SINCERE-SSM" (same form as Eq. 6). Without mask or adjustment this equals :func:`info_nce`.
+    """
+    if normalize:
+        user_emb, item_emb = l2_normalize(user_emb), l2_normalize(item_emb)
+    b, n = _check_pair(user_emb, item_emb)
+    logits = user_emb @ item_emb.T / tau
+    if logit_adjustment is not None:
+        if logit_adjustment.shape != (n,):
+            raise ValueError(f"logit_adjustment must have shape ({n},), got {tuple(logit_adjustment.shape)}")
+        logits = logits + logit_adjustment.to(logits.dtype).unsqueeze(0)
+    return _masked_diag_ce(logits, exclude_mask, reduction)
+
+
+# --------------------------------------------------------------------------------------------- contrastive
+def _masked_diag_ce(logits: Tensor, exclude_mask: Tensor | None, reduction: str) -> Tensor:
+    """-log softmax of the diagonal entry of each row, excluded entries set to -inf (diagonal kept)."""
+    b, n = logits.shape
+    if exclude_mask is not None:
+        drop = _check_mask(exclude_mask, b, n, "exclude_mask").to(logits.device)
+        drop = drop & ~_diag_mask(b, n, logits.device)
+        logits = logits.masked_fill(drop, float("-inf"))
+    per_row = torch.logsumexp(logits, dim=1) - logits.diagonal()
+    return _reduce(per_row, reduction)
+
+
+def info_nce(anchors: Tensor, positives: Tensor, tau: float, reduction: Reduction = "mean") -> Tensor:
+    """InfoNCE with in-batch negatives (Eq. 4 / Eq. 10).
+
+    Row a's positive is ``positives[a]``; all other rows of ``positives`` are negatives. Inputs are assumed
+    L2-normalised by the caller; similarity is the dot product divided by ``tau``.
+    """
+    _check_pair(anchors, positives)
+    return _masked_diag_ce(anchors @ positives.T / tau, None, reduction)
+
+
+def sincere(
+    anchors: Tensor,
+    candidates: Tensor,
+    tau: float,
+    exclude_mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """SINCERE (Eq. 6; one direction of Eq. 7 / 8): only true negatives in the denominator.
+
+    logits = anchors @ candidates.T / tau; the positive of row a is column a. ``exclude_mask[a, b]`` True
+    drops column b from row a's denominator (logit set to -inf before the logsumexp); the diagonal is always
+    kept, so a row whose negatives are all excluded has loss exactly 0 and finite (zero) gradients.
+    ``exclude_mask=None`` is InfoNCE (Eq. 4).
+    """
+    _check_pair(anchors, candidates)
+    return _masked_diag_ce(anchors @ candidates.T / tau, exclude_mask, reduction)
+
+
+def symmetric_sincere(
+    g: Tensor,
+    t: Tensor,
+    mask_g2t: Tensor | None,
+    mask_t2g: Tensor | None,
+    tau: float,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Symmetric SINCERE, 0.5 * (L_{G->T} + L_{T->G}) (Eq. 7-9).
+
+    ``g`` (B, d) are the normalised interaction embeddings g_{u,i}, ``t`` (B, d) the normalised item-text
+    embeddings; build the two masks with :func:`symmetric_masks` (``mask_t2g == mask_g2t.T``).
+    """
+    g2t = sincere(g, t, tau, mask_g2t, reduction)
+    t2g = sincere(t, g, tau, mask_t2g, reduction)
+    return 0.5 * (g2t + t2g)
+
+
+def supcon(
+    anchors: Tensor,
+    candidates: Tensor,
+    tau: float,
+    positive_mask: Tensor | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Supervised contrastive loss (Eq. 5), cross-view form ("L_out" of Khosla et al.).
+
+    ``positive_mask[a, b]`` True marks candidate b as a positive of anchor a; the diagonal is always a
+    positive. Per anchor, the loss is averaged over its positives P_a:
+    ``mean_{p in P_a} [ logsumexp_{k in all candidates}(s_ak) - s_ap ]``. The *other positives stay in the
+    denominator* (the intra-class repulsion SINCERE removes). With no extra positives this is InfoNCE.
+    """
+    b, n = _check_pair(anchors, candidates)
+    logits = anchors @ candidates.T / tau
+    pos = _diag_mask(b, n, logits.device)
+    if positive_mask is not None:
+        pos = pos | _check_mask(positive_mask, b, n, "positive_mask").to(logits.device)
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_row = -torch.where(pos, log_prob, torch.zeros_like(log_prob)).sum(dim=1) / pos.sum(dim=1)
+    return _reduce(per_row, reduction)
+
+
+# --------------------------------------------------------------------------------------------- masks
+class UserHistory:
+    """Vectorised membership test "item in history(user)" over a CSR user x item matrix.
+
+    Each training pair is encoded as the int64 key ``user * n_items + item``; the keys are kept sorted and
+    a query is answered with ``torch.searchsorted``. Build it once per dataset (building sorts all keys) and
+    reuse it for every batch. Out-of-range users or items are never contained.
+    """
+
+    def __init__(self, indptr: Tensor, indices: Tensor, n_items: int | None = None) -> None:
+        indptr = torch.as_tensor(indptr, dtype=torch.int64).cpu()
+        indices = torch.as_tensor(indices, dtype=torch.int64).cpu()
+        if indptr.dim() != 1 or indptr.numel() < 1:
+            raise ValueError("indptr must be a non-empty 1-D tensor")
+        self.n_users = int(indptr.numel() - 1)
+        if n_items is None:
+            n_items = int(indices.max().item()) + 1 if indices.numel() else 0
+        self.n_items = int(n_items)
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.n_items):
+            raise ValueError(f"item indices must lie in [0, {self.n_items})")
+        if int(indptr[-1]) != indices.numel():
+            raise ValueError("indptr[-1] must equal len(indices)")
+        rows = torch.repeat_interleave(torch.arange(self.n_users, dtype=torch.int64), indptr.diff())
+        self.keys: Tensor = torch.unique(rows * self.n_items + indices)  # sorted, deduplicated
+
+    @classmethod
+    def from_scipy(cls, matrix: object) -> UserHistory:
+        """From a scipy.sparse matrix (users x items); nonzero entries are the history."""
+        import scipy.sparse as sp  # local: keep the module importable with torch alone
+
+        csr = sp.csr_matrix(matrix)
+        csr.eliminate_zeros()
+        csr.sort_indices()
+        return cls(
+            torch.from_numpy(csr.indptr.astype(np.int64)),
+            torch.from_numpy(csr.indices.astype(np.int64)),
+            n_items=csr.shape[1],
+        )
+
+    @classmethod
+    def from_torch_sparse(cls, matrix: Tensor) -> UserHistory:
+        """From a torch sparse COO or CSR tensor (users x items)."""
+        csr = matrix.coalesce().to_sparse_csr() if matrix.layout == torch.sparse_coo else matrix
+        if csr.layout != torch.sparse_csr:
+            raise ValueError(f"expected a sparse COO/CSR tensor, got layout {matrix.layout}")
+        return cls(csr.crow_indices(), csr.col_indices(), n_items=int(csr.shape[1]))
+
+    @classmethod
+    def coerce(cls, history: object) -> UserHistory:
+        """Accept a ``UserHistory``, a torch sparse tensor or a scipy.sparse matrix."""
+        if isinstance(history, UserHistory):
+            return history
+        if isinstance(history, Tensor):
+            return cls.from_torch_sparse(history)
+        return cls.from_scipy(history)
+
+    def to(self, device: torch.device | str) -> UserHistory:
+        """Move the key table (e.g. to the training device); returns ``self``."""
+        self.keys = self.keys.to(device)
+        return self
+
+    def contains_pairs(self, users: Tensor, items: Tensor) -> Tensor:
+        """Element-wise: ``out[k] = items[k] in history(users[k])`` (broadcasting shapes)."""
+        users, items = torch.broadcast_tensors(users.long(), items.long())
+        keys = self.keys.to(users.device)
+        if keys.numel() == 0:
+            return torch.zeros(users.shape, dtype=torch.bool, device=users.device)
+        valid = (users >= 0) & (users < self.n_users) & (items >= 0) & (items < self.n_items)
+        query = users * self.n_items + items
+        pos = torch.searchsorted(keys, query.reshape(-1)).clamp_max(keys.numel() - 1)
+        return (keys[pos] == query.reshape(-1)).reshape(query.shape) & valid
+
+    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+        """Pairwise (B_u, B_i) bool: ``out[a, b] = items[b] in history(users[a])``."""
+        return self.contains_pairs(users.reshape(-1, 1), items.reshape(1, -1))
+
+
+def same_item_mask(items: Tensor) -> Tensor:
+    """(B, B) bool, ``M[a, b] = items[a] == items[b]`` (diagonal True): SupCon positives of Eq. 5."""
+    return items.reshape(-1, 1) == items.reshape(1, -1)
+
+
+def false_negative_mask(
+    batch_users: Tensor, batch_items: Tensor, history: UserHistory | Tensor | object
+) -> Tensor:
+    """Graph->text exclusion mask for SINCERE (the N_i of Eq. 7), (B, B) bool.
+
+    ``M[a, b] = (items[b] == items[a]) or (items[b] in history(users[a]))`` for b != a; the diagonal is
+    always False. Interaction a = (u_a, i_a); candidate b is the text of item i_b, which is not a true
+    negative for u_a if it is the same item or an item u_a already interacted with (training history).
+    ``history`` is a :class:`UserHistory` (preferred: built once) or a scipy / torch sparse matrix.
+    """
+    hist = UserHistory.coerce(history)
+    users, items = batch_users.reshape(-1).long(), batch_items.reshape(-1).long()
+    mask = same_item_mask(items) | hist.contains(users, items)
+    return mask & ~torch.eye(items.numel(), dtype=torch.bool, device=mask.device)
+
+
+def symmetric_masks(
+    users: Tensor, items: Tensor, history: UserHistory | Tensor | object
+) -> tuple[Tensor, Tensor]:
+    """The two exclusion masks of symmetric SINCERE (Eq. 7 and Eq. 8): ``(mask_g2t, mask_t2g)``.
+
+    * ``mask_g2t[a, b]`` (graph anchor (u_a, i_a), text candidate t_{i_b}): excluded when
+      ``i_b == i_a`` or ``i_b in history(u_a)`` (see :func:`false_negative_mask`).
+    * ``mask_t2g[a, b]`` (text anchor t_{i_a}, graph candidate (u_b, i_b)): excluded when
+      ``i_b == i_a`` or ``i_a in history(u_b)``, i.e. the pair (u_b, i_a) is itself observed, so g_{u_b,i_b}
+      is not a true negative for the text of i_a. This is exactly ``mask_g2t.T``.
+
+    Diagonals are False in both.
+    """
+    mask_g2t = false_negative_mask(users, items, history)
+    return mask_g2t, mask_g2t.T
+
+
+# --------------------------------------------------------------------------------------------- dispatcher
+def cross_modal_loss(
+    kind: str,
+    g: Tensor,
+    t: Tensor,
+    masks: Tensor | tuple[Tensor | None, Tensor | None] | None,
+    tau: float,
+) -> Tensor:
+    """Symmetric cross-modal loss 0.5 * (L_{G->T} + L_{T->G}) (Eq. 9) of the chosen ``kind``.
+
+    ``g`` and ``t`` are (B, d) and L2-normalised by the caller (Eq. 3). ``masks`` depends on ``kind``:
+
+    * ``"sincere"`` (Eq. 7-8): ``(mask_g2t, mask_t2g)`` exclusion masks from :func:`symmetric_masks`
+      (a single tensor M is read as ``(M, M.T)``; None means no exclusion, i.e. InfoNCE);
+    * ``"infonce"`` (Eq. 4): ignored (pass None);
+    * ``"supcon"`` (Eq. 5): the positive mask ``same_item_mask(items)``, ``P[a, b] = items[a] == items[b]``;
+      a single tensor P is used as ``(P, P.T)`` (P is symmetric), a tuple gives both directions.
+    """
+    if kind == "infonce":
+        return 0.5 * (info_nce(g, t, tau) + info_nce(t, g, tau))
+    if isinstance(masks, Tensor):
+        m_g2t, m_t2g = masks, masks.T
+    elif masks is None:
+        m_g2t = m_t2g = None
+    else:
+        m_g2t, m_t2g = masks
+    if kind == "sincere":
+        return symmetric_sincere(g, t, m_g2t, m_t2g, tau)
+    if kind == "supcon":
+        return 0.5 * (supcon(g, t, tau, m_g2t) + supcon(t, g, tau, m_t2g))
+    raise SymcereError(f"unknown cross-modal loss {kind!r}; choose one of {', '.join(CROSS_MODAL_KINDS)}")
