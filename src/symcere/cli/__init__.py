@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Must be set before the OpenMP runtime starts (i.e. before torch is imported): spinning OpenMP workers
+# oversubscribe small CPUs and slow training many times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from symcere import __version__
 from symcere.errors import SymcereError

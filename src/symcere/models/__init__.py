@@ -1,0 +1,23 @@
+"""Recommenders, by name. Imported lazily so that ``symcere --help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MODELS: dict[str, str] = {
+    "mf": "symcere.models.mf:MF",
+    "lightgcn": "symcere.models.lightgcn:LightGCN",
+    "ngcf": "symcere.models.ngcf:NGCF",
+    "neumf": "symcere.models.neumf:NeuMF",
+    "sgl": "symcere.models.sgl:SGL",
+    "dgclr": "symcere.models.dgclr:DGCLR",
+    "symcere": "symcere.models.symcere:SymCERE",
+}
+
+
+def build_model(dataset: Any, cfg: dict[str, Any]):
+    """Instantiate the model named by ``cfg['model']['name']``."""
+    name = cfg["model"]["name"]
+    module, cls = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(dataset, cfg)

@@ -1,0 +1,153 @@
+"""Configuration: shipped YAML defaults, user YAML files and dotted ``--set`` overrides, validated.
+
+A configuration is a nested dict. Its schema is the merge of ``configs/base.yaml`` (shared by every model)
+and ``configs/<model>.yaml`` (the model's own keys and defaults). A user file or override may only set keys
+that exist in that schema: an unknown key is an error naming the key and the nearest valid one. Presets
+(``configs/<model>.<preset>.yaml``) are files in the same schema applied on top of the model defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from symcere.errors import SymcereError
+
+Config = dict[str, Any]
+
+
+def _read_yaml(path: Path | Any, what: str) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SymcereError(f"{what} not found: {path}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SymcereError(
+            f"{what} {path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise SymcereError(
+            f"{what} {path} must hold a mapping of sections (e.g. 'train:'), got {type(data).__name__}"
+        )
+    return data
+
+
+def _shipped(name: str) -> Any:
+    return resources.files("symcere").joinpath("configs", name)
+
+
+def available_models() -> list[str]:
+    names = [p.name[: -len(".yaml")] for p in resources.files("symcere").joinpath("configs").iterdir()]
+    return sorted(n for n in names if n != "base" and "." not in n)
+
+
+def available_presets(model: str) -> list[str]:
+    prefix = f"{model}."
+    files = resources.files("symcere").joinpath("configs").iterdir()
+    return sorted(p.name[len(prefix) : -len(".yaml")] for p in files if p.name.startswith(prefix))
+
+
+def merge(
+    base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool = True, where: str = ""
+) -> Config:
+    """Return ``base`` updated by ``update`` (recursively). With ``strict`` every key must exist in base."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if strict and key not in out:
+            raise SymcereError(_unknown_key_message(dotted, base, where))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value, strict=strict, where=dotted)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _unknown_key_message(dotted: str, section: Mapping[str, Any], where: str) -> str:
+    options = [f"{where}.{k}" if where else str(k) for k in section]
+    near = difflib.get_close_matches(dotted, options, n=1, cutoff=0.5)
+    hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys here: {', '.join(sorted(options))}"
+    return f"unknown config key '{dotted}'{hint}"
+
+
+def parse_override(text: str) -> Config:
+    """``'train.lr=5e-4'`` -> ``{'train': {'lr': 0.0005}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise SymcereError(f"override '{text}' must look like section.key=value (e.g. train.lr=5e-4)")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise SymcereError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise SymcereError(f"override '{text}': value is not valid YAML ({exc})") from exc
+    if isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string; accept floats written that way
+        try:
+            value = float(value) if any(c in value.lower() for c in "e.") and value.strip() else value
+        except ValueError:
+            pass
+    node: Config = {}
+    cur = node
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+    return node
+
+
+def load_config(
+    model: str,
+    *,
+    preset: str | None = None,
+    files: Iterable[str | Path] = (),
+    overrides: Iterable[str] = (),
+) -> Config:
+    """Resolve a model's configuration: base -> model defaults -> preset -> user files -> overrides."""
+    if model not in available_models():
+        near = difflib.get_close_matches(model, available_models(), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise SymcereError(f"unknown model '{model}'{hint} (available: {', '.join(available_models())})")
+    cfg = merge(
+        _read_yaml(_shipped("base.yaml"), "config"),
+        _read_yaml(_shipped(f"{model}.yaml"), "config"),
+        strict=False,
+    )
+    cfg["model"]["name"] = model
+    if preset is None:
+        preset = cfg["model"].get("preset")
+    if preset:
+        if preset not in available_presets(model):
+            raise SymcereError(
+                f"unknown preset '{preset}' for model '{model}' (available: {', '.join(available_presets(model))})"
+            )
+        cfg = merge(cfg, _read_yaml(_shipped(f"{model}.{preset}.yaml"), "preset"))
+        cfg["model"]["preset"] = preset
+    for f in files:
+        cfg = merge(cfg, _read_yaml(Path(f), "config file"))
+    for o in overrides:
+        cfg = merge(cfg, parse_override(o))
+    if cfg["model"]["name"] != model:
+        raise SymcereError(f"config sets model.name={cfg['model']['name']!r} but the model is {model!r}")
+    return cfg
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """A short, stable hash of a resolved configuration (used to recognise finished runs)."""
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dump(cfg: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(cfg), sort_keys=False)

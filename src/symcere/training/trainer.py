@@ -1,0 +1,297 @@
+"""One trainer for every model: shuffled epochs, validation-based early stopping, checkpoints, resume.
+
+Early stopping is counted in optimizer STEPS, not epochs, so it behaves the same on small and large data:
+at batch 2048 an epoch of Musical Instruments is 4 steps, and an epoch-counted patience of 10 would stop on
+noise. Validation runs at the end of the first epoch after at least ``train.eval_every_steps`` steps since
+the last validation; the run stops when ``train.patience_steps`` steps passed without a better validation
+``eval.metric`` (and at least ``train.min_steps`` were taken), or at ``train.max_epochs`` /
+``train.max_minutes``. The best weights are then restored and the test split is scored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from symcere import __version__
+from symcere.config import config_hash, dump
+from symcere.errors import SymcereError
+from symcere.evaluation.evaluator import evaluate_split
+from symcere.training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from symcere.training.sampler import InteractionSampler
+from symcere.training.seeding import configure_threads, seed_everything
+
+
+class Diverged(RuntimeError):
+    """A loss component became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, component: str, value: float):
+        super().__init__(f"loss component '{component}' became {value} at epoch {epoch} (step {step})")
+        self.epoch, self.step, self.component, self.value = epoch, step, component, value
+
+
+@dataclass
+class RunResult:
+    status: str  # finished | diverged | interrupted
+    run_dir: str
+    valid: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    best_epoch: int = 0
+    best_step: int = 0
+    epochs: int = 0
+    steps: int = 0
+    seconds_per_epoch: float = 0.0
+    train_seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    message: str = ""
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def environment(cfg: dict[str, Any]) -> dict[str, Any]:
+    import numpy
+    import scipy
+
+    return {
+        "symcere": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "seed": cfg.get("seed"),
+    }
+
+
+class Trainer:
+    """Train ``model`` on ``dataset`` with ``cfg`` into ``run_dir`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        dataset: Any,
+        cfg: dict[str, Any],
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+    ):
+        self.model, self.dataset, self.cfg = model, dataset, cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        t = cfg["train"]
+        self.ks = tuple(int(k) for k in cfg["eval"]["ks"])
+        self.metric = cfg["eval"]["metric"]
+        k_needed = int(self.metric.split("@")[1]) if "@" in self.metric else 10
+        if k_needed not in self.ks:
+            self.ks = tuple(sorted({*self.ks, k_needed}))
+        self.max_batch_elements = int(cfg["eval"]["max_batch_elements"])
+        self.sampler = InteractionSampler(dataset.matrix("train"), int(t["batch_size"]), model.num_negatives)
+        groups = getattr(model, "param_groups", None)
+        params = groups(float(t["lr"])) if callable(groups) else model.parameters()
+        self.optimizer = torch.optim.Adam(params, lr=float(t["lr"]))
+
+    # -- files ---------------------------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def _prepare_dir(self, resume: bool) -> None:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            status_file = self.run_dir / "metrics.json"
+            if resume:
+                if not self.ckpt_path.exists():
+                    raise SymcereError(f"--resume: {self.run_dir} has no checkpoint.pt to resume from")
+                return
+            if status_file.exists():
+                raise SymcereError(
+                    f"{self.run_dir} already holds a finished run; choose another --out "
+                    "(symcere never overwrites a run)"
+                )
+            raise SymcereError(
+                f"{self.run_dir} is not empty; use --resume to continue the run there, or "
+                "choose another --out"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump(self.cfg), encoding="utf-8")
+        write_json(
+            self.run_dir / "env.json",
+            {
+                **environment(self.cfg),
+                "config_hash": config_hash(self.cfg),
+                "dataset": str(getattr(self.dataset, "path", "")),
+            },
+        )
+
+    def _truncate_log(self, epoch: int) -> None:
+        """On resume, drop log lines of epochs after the checkpoint (they are trained again)."""
+        path = self.run_dir / "log.jsonl"
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= epoch]
+            path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad():
+            res = evaluate_split(
+                self.model.score, self.dataset, split, ks=self.ks, max_batch_elements=self.max_batch_elements
+            )
+        self.model.train()
+        return res.metrics
+
+    # -- main loop -----------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> RunResult:
+        t = self.cfg["train"]
+        configure_threads(t.get("threads"))
+        self._prepare_dir(resume)
+        rng = seed_everything(int(self.cfg["seed"]))
+        state = {
+            "epoch": 0,
+            "step": 0,
+            "last_eval_step": -(10**9),
+            "best": -math.inf,
+            "best_step": 0,
+            "best_epoch": 0,
+            "train_seconds": 0.0,
+            "best_valid": {},
+        }
+        if resume:
+            ck = load_checkpoint(self.ckpt_path)
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            state.update(ck["state"])
+            rng.bit_generator.state = json.loads(ck["numpy_rng"])
+            torch.set_rng_state(ck["torch_rng"])
+            self._truncate_log(state["epoch"])
+        eval_every, patience = int(t["eval_every_steps"]), int(t["patience_steps"])
+        min_steps, max_epochs = int(t["min_steps"]), int(t["max_epochs"])
+        deadline = time.time() + 60 * float(t["max_minutes"]) if t.get("max_minutes") else None
+        bar = tqdm(
+            total=max_epochs,
+            initial=state["epoch"],
+            desc=f"train {self.cfg['model']['name']}",
+            unit="ep",
+            disable=not self.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        status, message = "finished", ""
+        self.model.train()
+        try:
+            while state["epoch"] < max_epochs:
+                epoch = state["epoch"] + 1
+                t0 = time.time()
+                self.model.on_epoch_start(epoch)
+                sums: dict[str, float] = {}
+                n_batches = 0
+                for batch in self.sampler.epoch(rng):
+                    terms = self.model.loss(batch)
+                    for name, value in terms.items():
+                        if not torch.isfinite(value):
+                            raise Diverged(epoch, state["step"], name, float(value))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    terms["total"].backward()
+                    self.optimizer.step()
+                    state["step"] += 1
+                    n_batches += 1
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0.0) + float(value.detach())
+                seconds = time.time() - t0
+                state["train_seconds"] += seconds
+                state["epoch"] = epoch
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "step": state["step"],
+                    "seconds": round(seconds, 3),
+                    "loss": {k: v / max(n_batches, 1) for k, v in sums.items()},
+                }
+                stop = False
+                out_of_time = deadline is not None and time.time() > deadline
+                if (
+                    state["step"] - state["last_eval_step"] >= eval_every
+                    or epoch == max_epochs
+                    or out_of_time
+                ):
+                    valid = self.evaluate("valid")
+                    state["last_eval_step"] = state["step"]
+                    record["valid"] = valid
+                    if valid[self.metric] > state["best"]:
+                        state.update(
+                            best=valid[self.metric],
+                            best_step=state["step"],
+                            best_epoch=epoch,
+                            best_valid=valid,
+                        )
+                        save_checkpoint(self.run_dir / "best.pt", {"model": self.model.state_dict()})
+                    stop = state["step"] - state["best_step"] >= patience and state["step"] >= min_steps
+                self._save(state, rng)  # every epoch: a killed run resumes from its last finished epoch
+                self._log(record)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{record['loss'].get('total', 0):.4f}",
+                    best=f"{state['best']:.4f}",
+                    step=state["step"],
+                )
+                if stop or out_of_time:
+                    message = "early stop" if stop else "time budget reached"
+                    break
+        except Diverged as exc:
+            status, message = "diverged", str(exc)
+            self._log({"epoch": exc.epoch, "step": exc.step, "diverged": exc.component, "value": exc.value})
+        finally:
+            bar.close()
+        return self._finish(status, message, state)
+
+    def _save(self, state: dict[str, Any], rng: np.random.Generator) -> None:
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": dict(state),
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+
+    def _finish(self, status: str, message: str, state: dict[str, Any]) -> RunResult:
+        result = RunResult(
+            status=status,
+            run_dir=str(self.run_dir),
+            epochs=state["epoch"],
+            steps=state["step"],
+            best_epoch=state["best_epoch"],
+            best_step=state["best_step"],
+            message=message,
+            train_seconds=round(state["train_seconds"], 2),
+            seconds_per_epoch=round(state["train_seconds"] / max(state["epoch"], 1), 4),
+        )
+        if status == "finished":
+            best = self.run_dir / "best.pt"
+            if best.exists():
+                self.model.load_state_dict(load_checkpoint(best)["model"])
+            result.valid = self.evaluate("valid")
+            result.test = self.evaluate("test")
+        result.peak_memory_mb = round(peak_memory_mb(), 1)
+        write_json(self.run_dir / "metrics.json", asdict(result))
+        return result
