@@ -123,8 +123,7 @@ class Trainer:
                     "(symcere never overwrites a run)"
                 )
             raise SymcereError(
-                f"{self.run_dir} is not empty; use --resume to continue the run there, or "
-                "choose another --out"
+                f"{self.run_dir} is not empty; use --resume to continue the run there, or choose another --out"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump(self.cfg), encoding="utf-8")
@@ -193,6 +192,7 @@ class Trainer:
             unit="ep",
             disable=not self.progress,
             file=sys.stderr,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
             dynamic_ncols=True,
         )
         status, message = "finished", ""
@@ -227,11 +227,7 @@ class Trainer:
                 }
                 stop = False
                 out_of_time = deadline is not None and time.time() > deadline
-                if (
-                    state["step"] - state["last_eval_step"] >= eval_every
-                    or epoch == max_epochs
-                    or out_of_time
-                ):
+                if state["step"] - state["last_eval_step"] >= eval_every or epoch == max_epochs or out_of_time:
                     valid = self.evaluate("valid")
                     state["last_eval_step"] = state["step"]
                     record["valid"] = valid
