@@ -149,13 +149,17 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     # -- evaluation ----------------------------------------------------------------------------------------
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str, per_user: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+        """Metrics of ``split``; with ``per_user`` given, also fills it with per-user arrays (``split/metric``)."""
         self.model.eval()
         with torch.no_grad():
             res = evaluate_split(
                 self.model.score, self.dataset, split, ks=self.ks, max_batch_elements=self.max_batch_elements
             )
         self.model.train()
+        if per_user is not None:
+            per_user[f"{split}/users"] = res.users
+            per_user.update({f"{split}/{k}": v for k, v in res.per_user.items()})
         return res.metrics
 
     # -- main loop -----------------------------------------------------------------------------------------
@@ -286,8 +290,11 @@ class Trainer:
             best = self.run_dir / "best.pt"
             if best.exists():
                 self.model.load_state_dict(load_checkpoint(best)["model"])
-            result.valid = self.evaluate("valid")
-            result.test = self.evaluate("test")
+            per_user: dict[str, np.ndarray] = {}
+            result.valid = self.evaluate("valid", per_user)
+            result.test = self.evaluate("test", per_user)
+            # per-user metrics of the final model, for paired significance tests across runs
+            np.savez_compressed(self.run_dir / "per_user.npz", **per_user)
         result.peak_memory_mb = round(peak_memory_mb(), 1)
         write_json(self.run_dir / "metrics.json", asdict(result))
         return result
