@@ -1,0 +1,5 @@
+import sys
+
+from symcere.cli import main
+
+sys.exit(main())
