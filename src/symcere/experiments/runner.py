@@ -1,0 +1,230 @@
+"""Run a plan: datasets x models x seeds (after fair tuning), resumable, with one progress bar for the plan.
+
+Layout of ``out/``: ``plan.json`` (what the tables need), ``datasets/NAME`` (generated / prepared data),
+``tuning/DATASET/LABEL/trialN`` and ``tuning/DATASET/LABEL.json`` (chosen settings),
+``runs/DATASET/LABEL/seedN`` (final runs), ``tables/``. A run dir whose ``env.json`` holds the same config
+hash and whose ``metrics.json`` exists is finished and skipped; one with ``checkpoint.pt`` is resumed; one
+trained with another config (the plan changed) is moved aside to ``seedN.stale-HASH``, never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from symcere.config import Config, config_hash
+from symcere.errors import SymcereError
+from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of
+from symcere.training.run import train
+
+_SCRATCH = {"config.yaml", "env.json", "log.jsonl", "best.pt"}  # a run killed before its first checkpoint
+
+
+@dataclass
+class Outcome:
+    """What a run reports back to the plan. Deliberately holds validation metrics only (no test)."""
+
+    status: str  # finished | diverged | failed
+    valid: dict[str, float] = field(default_factory=dict)
+    trained: bool = False  # False: reused a finished run
+    message: str = ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def run_state(run_dir: Path, cfg: Config) -> str:
+    """``done`` | ``resume`` | ``new`` | ``stale`` (trained with another config) | ``scratch`` (no progress)."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    if _read_json(run_dir / "env.json").get("config_hash") != config_hash(cfg):
+        names = {p.name for p in run_dir.iterdir()}
+        return "scratch" if names <= _SCRATCH - {"best.pt"} else "stale"
+    status = _read_json(run_dir / "metrics.json").get("status")
+    if status in ("finished", "diverged"):
+        return "done"
+    if (run_dir / "checkpoint.pt").exists():
+        return "resume"
+    names = {p.name for p in run_dir.iterdir()}
+    return "scratch" if names <= _SCRATCH | {"metrics.json", "error.txt"} else "stale"
+
+
+def _clear(run_dir: Path, state: str) -> str:
+    """Make room for a fresh run; returns a note for the user (empty if nothing worth saying)."""
+    if state == "scratch":
+        shutil.rmtree(run_dir)
+    elif state == "stale":
+        old = _read_json(run_dir / "env.json").get("config_hash", "unknown")
+        target = run_dir.with_name(f"{run_dir.name}.stale-{old}")
+        n = 1
+        while target.exists():
+            target, n = run_dir.with_name(f"{run_dir.name}.stale-{old}-{n}"), n + 1
+        run_dir.rename(target)
+        return f"{run_dir} was trained with another configuration; moved it to {target.name}"
+    elif state == "resume":
+        (run_dir / "error.txt").unlink(missing_ok=True)
+    return ""
+
+
+class PlanRunner:
+    """Trains (or reuses) runs one after another, advancing a single progress bar."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = tqdm(
+            total=total,
+            unit="run",
+            disable=quiet,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+        )
+        self.trained = self.reused = 0
+        self.failed: list[str] = []
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            self.bar.write(text, file=sys.stderr)
+
+    def run(self, name: str, dataset: Any, cfg: Config, run_dir: Path) -> Outcome:
+        """Train ``cfg`` into ``run_dir`` unless that run is finished already."""
+        self.bar.set_description_str(name)
+        try:
+            return self._run(name, dataset, cfg, run_dir)
+        finally:
+            self.bar.update(1)
+
+    def _run(self, name: str, dataset: Any, cfg: Config, run_dir: Path) -> Outcome:
+        state = run_state(run_dir, cfg)
+        if state == "done":
+            self.reused += 1
+            metrics = _read_json(run_dir / "metrics.json")
+            return Outcome(metrics["status"], dict(metrics.get("valid", {})), False, metrics.get("message", ""))
+        if note := _clear(run_dir, state):
+            self.say(note)
+        try:
+            result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # one broken run must not stop a long plan
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            self.failed.append(name)
+            self.say(f"{name}: FAILED ({type(exc).__name__}: {exc}); traceback in {run_dir / 'error.txt'}")
+            return Outcome("failed", message=str(exc))
+        self.trained += 1
+        if result.status != "finished":
+            self.say(f"{name}: {result.status} ({result.message})")
+        return Outcome(result.status, dict(result.valid), True, result.message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _select(names: list[str], only: list[str] | None, what: str, plan: Plan) -> list[str]:
+    if not only:
+        return names
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise SymcereError(f"--only-{what}: {', '.join(unknown)} not in plan {plan.file} (it has {', '.join(names)})")
+    return [n for n in names if n in only]
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    only_datasets: list[str] | None = None,
+    only_models: list[str] | None = None,
+    dry_run: bool = False,
+    quiet: bool = False,
+    show_std: bool = False,
+) -> dict[str, Any]:
+    """Run (or with ``dry_run`` list) the plan's runs, then write the tables. Returns a summary dict."""
+    from symcere.experiments import tuning
+
+    datasets = _select(list(plan.datasets), only_datasets, "datasets", plan)
+    labels = _select(list(plan.models), only_models, "models", plan)
+    if dry_run:
+        return _dry_run(plan, datasets, labels)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / "plan.json").write_text(json.dumps(plan.summary(), indent=2) + "\n", encoding="utf-8")
+    ready = {}
+    for name in datasets:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            status = dataset_status(plan.datasets[name], plan.out)[0]
+            if status in ("generate", "prepare") and not quiet:
+                print(f"{'generating' if status == 'generate' else 'preparing'} dataset {name} ...", file=sys.stderr)
+            path = ensure_dataset(plan.datasets[name], plan.out)
+        for w in caught:
+            print(f"symcere: warning: {w.message}", file=sys.stderr)
+        if path is not None:
+            ready[name] = path
+    pending = sum(tuning.pending_trials(plan, d, lab) for d in ready for lab in tuning.tuned_labels(plan, labels))
+    runner = PlanRunner(pending + len(ready) * len(labels) * len(plan.seeds), quiet)
+    try:
+        from symcere.data import Dataset
+
+        for name, path in ready.items():
+            dataset = Dataset.load(path)
+            for label in labels:
+                extra = tuning.tuned_overrides(plan, name, label, dataset, runner)
+                for seed in plan.seeds:
+                    cfg = plan.models[label].config(seed, extra)
+                    runner.run(f"{name}/{label}/seed{seed}", dataset, cfg, run_dir_of(plan.out, name, label, seed))
+    finally:
+        runner.close()
+    from symcere.experiments.report_tables import write_tables
+
+    written = write_tables(plan.out, show_std=show_std)
+    summary = {"trained": runner.trained, "reused": runner.reused, "failed": runner.failed, "tables": written}
+    if not quiet:
+        print(
+            f"{runner.trained} runs trained, {runner.reused} reused, {len(runner.failed)} failed; "
+            f"tables in {plan.out / 'tables'}",
+            file=sys.stderr,
+        )
+    return summary
+
+
+def _dry_run(plan: Plan, datasets: list[str], labels: list[str]) -> dict[str, Any]:
+    from symcere.experiments import tuning
+    from symcere.tables import markdown_table
+
+    rows = []
+    for name in datasets:
+        status, _ = dataset_status(plan.datasets[name], plan.out)
+        if status == "missing":
+            rows.append({"dataset": name, "model": "*", "seed": "*", "state": "skip: dataset not found"})
+            continue
+        for label in tuning.tuned_labels(plan, labels):
+            if n := tuning.pending_trials(plan, name, label):
+                rows.append({"dataset": name, "model": label, "seed": "*", "state": f"tune: {n} trials"})
+        for label in labels:
+            extra = tuning.saved_overrides(plan, name, label)
+            for seed in plan.seeds:
+                run_dir = run_dir_of(plan.out, name, label, seed)
+                state = (
+                    "train (after tuning)"
+                    if extra is None
+                    else run_state(run_dir, plan.models[label].config(seed, extra))
+                )
+                state = {"new": "train", "scratch": "train", "stale": "train (config changed)"}.get(state, state)
+                rows.append({"dataset": name, "model": label, "seed": seed, "state": state})
+    print(f"plan {plan.name} -> {plan.out}\n")
+    print(markdown_table(rows))
+    todo = sum(r["state"] != "done" and not str(r["state"]).startswith(("skip", "tune")) for r in rows)
+    print(f"\n{todo} runs to train, {sum(r['state'] == 'done' for r in rows)} finished")
+    return {"rows": rows}

@@ -1,0 +1,150 @@
+"""Fair tuning: one seeded Optuna (TPE) study per (dataset, model label), the same trial budget for every
+model with a search space, maximising a VALIDATION metric.
+
+Each trial is a run dir ``out/tuning/DATASET/LABEL/trialN`` trained with ``seed = tuning.seed``; the tuner
+reads only :attr:`Outcome.valid` (an ``Outcome`` carries no test metrics), so test data never steers a
+choice. The seeded sampler replays the same suggestions in a new process, so an interrupted study resumes by
+reusing its finished trial dirs. The chosen settings go to ``out/tuning/DATASET/LABEL.json`` and become
+``--set`` overrides of the final seeded runs (an ablation without a space of its own inherits its full
+model's settings, except for the keys the ablation itself changes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from symcere.config import config_hash
+from symcere.errors import SymcereError
+from symcere.experiments.plan import Plan, safe_name
+
+
+def settings_path(plan: Plan, dataset: str, label: str) -> Path:
+    return plan.out / "tuning" / safe_name(dataset) / f"{safe_name(label)}.json"
+
+
+def _fingerprint(plan: Plan, label: str) -> str:
+    t = plan.tuning
+    base = config_hash(plan.models[label].config(t.seed))
+    return config_hash({"space": t.spaces[label], "trials": t.trials, "metric": t.metric, "seed": t.seed, "base": base})
+
+
+def _has_space(plan: Plan, label: str) -> bool:
+    return plan.tuning is not None and bool(plan.tuning.spaces.get(label))
+
+
+def _fresh(plan: Plan, dataset: str, label: str) -> dict[str, Any] | None:
+    """The saved settings of (dataset, label) if they match the current space, budget and base config."""
+    path = settings_path(plan, dataset, label)
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return saved if saved.get("fingerprint") == _fingerprint(plan, label) else None
+
+
+def tuned_labels(plan: Plan, labels: list[str]) -> list[str]:
+    """Labels whose tuning the final runs of ``labels`` need (own space, or the full model's for ablations)."""
+    return list(dict.fromkeys(s for s in (_source(plan, label) for label in labels) if s))
+
+
+def pending_trials(plan: Plan, dataset: str, label: str) -> int:
+    """Trials still to run (or to reuse from trial dirs) before the settings of (dataset, label) are known."""
+    if not _has_space(plan, label) or _fresh(plan, dataset, label) is not None:
+        return 0
+    return plan.tuning.trials
+
+
+def _source(plan: Plan, label: str) -> str | None:
+    """The label whose tuned settings ``label`` uses (itself, its full model, or none)."""
+    if _has_space(plan, label):
+        return label
+    parent = plan.models[label].ablation_of
+    return parent if parent and _has_space(plan, parent) else None
+
+
+def _inherit(plan: Plan, label: str, source: str, overrides: list[str]) -> list[str]:
+    if source == label:
+        return overrides
+    own = {o.split("=", 1)[0].strip() for o in plan.models[label].set} - {
+        o.split("=", 1)[0].strip() for o in plan.models[source].set
+    }
+    return [o for o in overrides if o.split("=", 1)[0].strip() not in own]
+
+
+def saved_overrides(plan: Plan, dataset: str, label: str) -> list[str] | None:
+    """The tuned overrides of ``label`` if known without tuning (``[]`` when it is not tuned), else None."""
+    source = _source(plan, label)
+    if source is None:
+        return []
+    saved = _fresh(plan, dataset, source)
+    return None if saved is None else _inherit(plan, label, source, saved["overrides"])
+
+
+def tuned_overrides(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> list[str]:
+    """The overrides of the final runs of ``label``, tuning first when the settings are not saved yet."""
+    source = _source(plan, label)
+    if source is None:
+        return []
+    saved = _fresh(plan, dataset, source) or tune(plan, dataset, source, data, runner)
+    return _inherit(plan, label, source, saved["overrides"])
+
+
+def _suggest(trial: Any, name: str, dist: dict[str, Any]) -> Any:
+    kind = dist["type"]
+    if kind == "categorical":
+        return trial.suggest_categorical(name, dist["choices"])
+    if kind == "int":
+        return trial.suggest_int(name, dist["low"], dist["high"], step=int(dist.get("step", 1)))
+    return trial.suggest_float(name, float(dist["low"]), float(dist["high"]), log=kind == "loguniform")
+
+
+def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[str, Any]:
+    """Run the study of (dataset, label) through ``runner.run`` and save the chosen settings."""
+    import optuna
+
+    t = plan.tuning
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=t.seed))
+    spec, history = plan.models[label], []
+    trial_root = plan.out / "tuning" / safe_name(dataset) / safe_name(label)
+    for i in range(t.trials):
+        trial = study.ask()
+        params = {name: _suggest(trial, name, dist) for name, dist in t.spaces[label].items()}
+        overrides = _overrides(params)
+        name = f"tune {dataset}/{label} {i + 1}/{t.trials}"
+        outcome = runner.run(name, data, spec.config(t.seed, overrides), trial_root / f"trial{i}")
+        value = outcome.valid.get(t.metric) if outcome.status == "finished" else None
+        if value is None and outcome.status == "finished":
+            raise SymcereError(
+                f"tuning metric {t.metric!r} is not among the validation metrics {sorted(outcome.valid)}"
+            )
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, float(value))
+        history.append({"trial": i, "params": params, "status": outcome.status, f"valid {t.metric}": value})
+    done = [h for h in history if h[f"valid {t.metric}"] is not None]
+    best = max(done, key=lambda h: h[f"valid {t.metric}"]) if done else None
+    saved = {
+        "dataset": dataset,
+        "label": label,
+        "metric": f"valid {t.metric}",
+        "trials": t.trials,
+        "fingerprint": _fingerprint(plan, label),
+        "best_trial": best["trial"] if best else None,
+        "best_value": best[f"valid {t.metric}"] if best else None,
+        "params": best["params"] if best else {},
+        "overrides": _overrides(best["params"]) if best else [],
+        "history": history,
+    }
+    if best is None:
+        runner.say(f"tuning {dataset}/{label}: no trial finished; the final runs use the plan's settings")
+    path = settings_path(plan, dataset, label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    return saved
+
+
+def _overrides(params: dict[str, Any]) -> list[str]:
+    return [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]

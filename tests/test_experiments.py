@@ -1,0 +1,199 @@
+"""Experiment plans: validation, a tiny 2-model x 2-seed plan end to end, resume, tuning, tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from symcere.cli import main
+from symcere.config import config_hash
+from symcere.errors import SymcereError
+from symcere.experiments import runner as runner_mod
+from symcere.experiments.plan import load_plan
+from symcere.experiments.runner import Outcome, run_plan, run_state
+
+FAST = ["train.max_epochs=2", "train.threads=1", "model.dim=8", "train.eval_every_steps=1"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from symcere.data.synthetic import SynthConfig, make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path_factory.mktemp("exp") / "tiny", SynthConfig.tiny())
+
+
+def _write(tmp_path: Path, plan: dict, name: str = "plan.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(plan), encoding="utf-8")
+    return path
+
+
+def _plan(data: Path, **extra) -> dict:
+    return {
+        "name": "t",
+        "out": "out",
+        "seeds": [0, 1],
+        "datasets": {"tiny": {"path": str(data)}},
+        "models": {
+            "mf": {"role": "baseline", "set": FAST},
+            "lightgcn": {"role": "ours", "set": [*FAST, "model.layers=1"]},
+        },
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"colour": 1}, "colour"),
+        ({"seeds": "zero"}, "seeds"),
+        ({"models": {"foo": {}}}, "models.foo.model"),
+        ({"models": {"mf": {"role": "hero"}}}, "models.mf.role"),
+        ({"models": {"mf": {"set": ["train.lrr=1"]}}}, "models.mf"),
+        ({"models": {"x": {"model": "mf", "role": "ablation"}}}, "models.x.ablation_of"),
+        ({"models": {"x": {"ablation_of": "nope"}}}, "models.x.ablation_of"),
+        ({"datasets": {"d": {"synthetic": {"n_userz": 3}}}}, "datasets.d.synthetic.n_userz"),
+        ({"datasets": {"d": {"url": "x"}}}, "datasets.d.url"),
+        ({"tuning": {"trials": 0}}, "tuning.trials"),
+        ({"tuning": {"spaces": {"zzz": {}}}}, "tuning.spaces.zzz"),
+        ({"tuning": {"spaces": {"mf": {"train.lr": {"type": "loguniform", "low": 0, "high": 1}}}}}, "train.lr"),
+        ({"tuning": {"spaces": {"mf": {"train.nope": {"choices": [1]}}}}}, "tuning.spaces.mf.train.nope"),
+    ],
+)
+def test_plan_validation_names_file_and_key(tmp_path: Path, change: dict, key: str) -> None:
+    plan = {"datasets": {"d": {"path": "x"}}, "models": {"mf": {}}, **change}
+    path = _write(tmp_path, plan)
+    with pytest.raises(SymcereError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value) and key in str(err.value)
+
+
+def test_plan_paths_and_ablation_inheritance(tmp_path: Path) -> None:
+    plan = {
+        "datasets": {"d": {"path": "data/d", "prepare": {"input": "raw/r.csv"}}},
+        "models": {
+            "sym": {"model": "symcere", "set": ["model.backbone=ngcf"], "role": "ours"},
+            "sym_wo_norm": {"ablation_of": "sym", "ablation_name": "w/o Norm", "set": ["model.normalize=false"]},
+        },
+    }
+    p = load_plan(_write(tmp_path, plan))
+    assert p.datasets["d"].path == tmp_path / "data" / "d"
+    assert p.datasets["d"].prepare["input"] == [str(tmp_path / "raw" / "r.csv")]
+    abl = p.models["sym_wo_norm"]
+    assert (abl.model, abl.role, abl.backbone) == ("symcere", "ablation", "NGCF")
+    cfg = abl.config(3)
+    assert cfg["model"]["backbone"] == "ngcf" and cfg["model"]["normalize"] is False and cfg["seed"] == 3
+
+
+def test_shipped_plans_are_valid() -> None:
+    for name in ("quick", "paper", "symcere_study"):
+        plan = load_plan(REPO / "experiments" / f"{name}.yaml")
+        assert plan.models and plan.datasets
+
+
+def test_plan_runs_writes_tables_and_resumes(tmp_path: Path, tiny_data: Path, capsys) -> None:
+    path = _write(tmp_path, _plan(tiny_data, datasets={"tiny": {"path": str(tiny_data)}, "gone": {"path": "nope"}}))
+    assert main(["experiment", str(path), "--dry-run"]) == 0
+    assert "skip: dataset not found" in capsys.readouterr().out
+    assert main(["experiment", str(path), "--quiet"]) == 0
+    out = tmp_path / "out"
+    tables = out / "tables"
+    md, tex = (tables / "table2.md").read_text(), (tables / "table2.tex").read_text()
+    assert "**" in md and "<u>" in md and "Max. Improv. (%)" in md
+    assert r"\textbf{" in tex and r"\underline{" in tex and r"Max. Improv. (\%)" in tex
+    with open(tables / "table2.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["metric"] for r in rows} == {"test hr@10", "test ndcg@10"} and "mf std" in rows[0]
+    with open(tables / "results.csv") as fh:
+        results = list(csv.DictReader(fh))
+    assert len(results) == 4 and {r["status"] for r in results} == {"finished"}
+    assert {"test ndcg@10", "epochs", "seconds_per_epoch", "peak_memory_mb"} <= set(results[0])
+    sig = (tables / "significance.csv").read_text()
+    assert "wilcoxon_p" in sig and "lightgcn,mf" in sig
+
+    plan = load_plan(path)
+    assert run_plan(plan, quiet=True)["trained"] == 0  # everything finished: all skipped
+    # an interrupted run (checkpoint, no metrics.json) resumes; a changed config retrains and keeps the old dir
+    (out / "runs" / "tiny" / "mf" / "seed1" / "metrics.json").unlink()
+    plan.models["lightgcn"].set.append("model.layers=2")
+    summary = run_plan(plan, quiet=True)
+    assert (summary["trained"], summary["reused"]) == (3, 1)
+    assert len(list((out / "runs" / "tiny" / "lightgcn").glob("seed0.stale-*"))) == 1
+    assert main(["experiment-tables", str(out), "--std"]) == 0
+    assert "±" in (tables / "table2.md").read_text()
+
+
+class _NoTest(dict):
+    """A metrics dict whose test entries must never be read by the tuner."""
+
+    def __getitem__(self, key):
+        if key == "test":
+            raise AssertionError("test metrics read during tuning")
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        if key == "test":
+            raise AssertionError("test metrics read during tuning")
+        return super().get(key, default)
+
+
+class _Guard:
+    """A RunResult whose ``test`` attribute must never be read by the tuner."""
+
+    def __init__(self, result):
+        self._result = result
+
+    def __getattr__(self, name):
+        if name == "test":
+            raise AssertionError("test metrics read during tuning")
+        return getattr(self._result, name)
+
+
+def test_tuning_uses_validation_only_and_resumes(tmp_path: Path, tiny_data: Path, monkeypatch) -> None:
+    assert "test" not in Outcome.__dataclass_fields__  # the tuner gets no test metrics at all
+    real_train, real_read = runner_mod.train, runner_mod._read_json
+
+    def train(*args, **kwargs):
+        return _Guard(real_train(*args, **kwargs))  # test metrics poisoned after metrics.json is written
+
+    monkeypatch.setattr(runner_mod, "train", train)
+    monkeypatch.setattr(runner_mod, "_read_json", lambda p: _NoTest(real_read(p)))
+    space = {"train.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    plan_dict = _plan(tiny_data, seeds=[0], tuning={"trials": 2, "metric": "ndcg@10", "spaces": {"mf": space}})
+    plan = load_plan(_write(tmp_path, plan_dict))
+    assert run_plan(plan, quiet=True)["trained"] == 4  # 2 trials + mf + lightgcn
+    saved = json.loads((tmp_path / "out" / "tuning" / "tiny" / "mf.json").read_text())
+    assert saved["trials"] == 2 and len(saved["history"]) == 2 and saved["metric"] == "valid ndcg@10"
+    assert saved["overrides"] == [f"train.lr={saved['params']['train.lr']!r}"]
+    cfg = json.loads((tmp_path / "out" / "runs" / "tiny" / "mf" / "seed0" / "env.json").read_text())
+    assert cfg["config_hash"] == config_hash(plan.models["mf"].config(0, saved["overrides"]))
+    # resume: the seeded sampler replays the same trials, which are reused from their run dirs
+    (tmp_path / "out" / "tuning" / "tiny" / "mf.json").unlink()
+    assert run_plan(plan, quiet=True)["trained"] == 0
+    assert json.loads((tmp_path / "out" / "tuning" / "tiny" / "mf.json").read_text())["params"] == saved["params"]
+    assert "tuning.csv" in {p.name for p in (tmp_path / "out" / "tables").iterdir()}
+
+
+def test_diverged_run_is_a_cell_not_a_crash(tmp_path: Path, tiny_data: Path) -> None:
+    plan = _plan(tiny_data, seeds=[0])
+    plan["models"]["mf"]["set"] = [*FAST, "train.lr=1.0e30", "train.batch_size=256"]
+    summary = run_plan(load_plan(_write(tmp_path, plan)), quiet=True)
+    assert summary["failed"] == []
+    tables = tmp_path / "out" / "tables"
+    assert "| diverged |" in (tables / "table2.md").read_text()
+    assert "diverged" in (tables / "table2.tex").read_text()
+    assert "diverged" in (tables / "results.csv").read_text()
+    run_dir = tmp_path / "out" / "runs" / "tiny" / "mf" / "seed0"
+    assert run_state(run_dir, load_plan(tmp_path / "plan.yaml").models["mf"].config(0)) == "done"
+
+
+def test_latex_table_escapes_plain_cells_only() -> None:
+    from symcere.tables import Latex, latex_table
+
+    tex = latex_table([{"model": "sym_wo_norm", "x": Latex(r"\textbf{0.5}"), "gain": "5%"}], caption="a & b")
+    assert r"sym\_wo\_norm & \textbf{0.5} & 5\%" in tex and r"\caption{a \& b}" in tex and r"\toprule" in tex
