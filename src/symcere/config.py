@@ -12,6 +12,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -24,23 +25,36 @@ from symcere.errors import SymcereError
 Config = dict[str, Any]
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads exponent floats without a dot (``5e-4``, ``1E3``) as floats.
+
+    Plain PyYAML keeps ``5e-4`` a STRING, so ``lr: 5e-4`` in a user file would reach the code as text."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path | Any, what: str) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise SymcereError(f"{what} not found: {path}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        data = _load_yaml(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SymcereError(
-            f"{what} {path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from exc
+        raise SymcereError(f"{what} {path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
-        raise SymcereError(
-            f"{what} {path} must hold a mapping of sections (e.g. 'train:'), got {type(data).__name__}"
-        )
+        raise SymcereError(f"{what} {path} must hold a mapping of sections (e.g. 'train:'), got {type(data).__name__}")
     return data
 
 
@@ -49,30 +63,54 @@ def _shipped(name: str) -> Any:
 
 
 def available_models() -> list[str]:
-    names = [p.name[: -len(".yaml")] for p in resources.files("symcere").joinpath("configs").iterdir()]
+    files = resources.files("symcere").joinpath("configs").iterdir()
+    names = [p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml")]
     return sorted(n for n in names if n != "base" and "." not in n)
 
 
 def available_presets(model: str) -> list[str]:
     prefix = f"{model}."
     files = resources.files("symcere").joinpath("configs").iterdir()
-    return sorted(p.name[len(prefix) : -len(".yaml")] for p in files if p.name.startswith(prefix))
+    names = (
+        p.name[len(prefix) : -len(".yaml")] for p in files if p.name.startswith(prefix) and p.name.endswith(".yaml")
+    )
+    return sorted(n for n in names if n)  # 'symcere.yaml' itself is the model file, not a preset
 
 
-def merge(
-    base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool = True, where: str = ""
-) -> Config:
+def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool = True, where: str = "") -> Config:
     """Return ``base`` updated by ``update`` (recursively). With ``strict`` every key must exist in base."""
     out = copy.deepcopy(dict(base))
     for key, value in update.items():
         dotted = f"{where}.{key}" if where else str(key)
         if strict and key not in out:
             raise SymcereError(_unknown_key_message(dotted, base, where))
+        if strict:
+            _check_type(dotted, out[key], value)
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], value, strict=strict, where=dotted)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _check_type(dotted: str, old: Any, new: Any) -> None:
+    """A strict update keeps a key's kind: sections stay sections, numbers numbers, booleans booleans, lists
+    lists. Keys whose default is null (optional settings) or a string accept any value."""
+    if old is None:
+        return
+    if isinstance(old, Mapping) and not isinstance(new, Mapping):
+        raise SymcereError(f"config key '{dotted}' is a section: set its keys ({dotted}.KEY=VALUE), got {new!r}")
+    if isinstance(new, Mapping) and not isinstance(old, Mapping):
+        raise SymcereError(f"config key '{dotted}' is a single value, not a section; got {new!r}")
+    if isinstance(old, bool):
+        if not isinstance(new, bool):
+            raise SymcereError(f"config key '{dotted}' expects true or false, got {new!r}")
+    elif isinstance(old, int | float):
+        if isinstance(new, bool) or not isinstance(new, int | float):
+            raise SymcereError(f"config key '{dotted}' expects a number, got {new!r}")
+    elif isinstance(old, list):
+        if not isinstance(new, list):
+            raise SymcereError(f"config key '{dotted}' expects a list (e.g. [10, 20]), got {new!r}")
 
 
 def _unknown_key_message(dotted: str, section: Mapping[str, Any], where: str) -> str:
@@ -91,14 +129,9 @@ def parse_override(text: str) -> Config:
     if not parts:
         raise SymcereError(f"override '{text}' has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise SymcereError(f"override '{text}': value is not valid YAML ({exc})") from exc
-    if isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string; accept floats written that way
-        try:
-            value = float(value) if any(c in value.lower() for c in "e.") and value.strip() else value
-        except ValueError:
-            pass
     node: Config = {}
     cur = node
     for p in parts[:-1]:
@@ -125,19 +158,23 @@ def load_config(
         strict=False,
     )
     cfg["model"]["name"] = model
+    layers = [_read_yaml(Path(f), "config file") for f in files] + [parse_override(o) for o in overrides]
     if preset is None:
+        # the preset named last by a file or an override (null = none), else the model's default
         preset = cfg["model"].get("preset")
+        for layer in layers:
+            section = layer.get("model")
+            if isinstance(section, Mapping) and "preset" in section:
+                preset = section["preset"]
     if preset:
         if preset not in available_presets(model):
             raise SymcereError(
                 f"unknown preset '{preset}' for model '{model}' (available: {', '.join(available_presets(model))})"
             )
         cfg = merge(cfg, _read_yaml(_shipped(f"{model}.{preset}.yaml"), "preset"))
-        cfg["model"]["preset"] = preset
-    for f in files:
-        cfg = merge(cfg, _read_yaml(Path(f), "config file"))
-    for o in overrides:
-        cfg = merge(cfg, parse_override(o))
+    for layer in layers:
+        cfg = merge(cfg, layer)
+    cfg["model"]["preset"] = preset or None  # the preset actually applied
     if cfg["model"]["name"] != model:
         raise SymcereError(f"config sets model.name={cfg['model']['name']!r} but the model is {model!r}")
     return cfg

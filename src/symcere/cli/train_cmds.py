@@ -58,9 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset directory if it moved since training")
     p.set_defaults(func=cmd_recommend)
 
-    p = sub.add_parser(
-        "quickstart", help="the main job: built-in dataset, LightGCN vs SymCERE, results table"
-    )
+    p = sub.add_parser("quickstart", help="the main job: built-in dataset, LightGCN vs SymCERE, results table")
     p.add_argument("--workdir", default="symcere-quickstart", help="where data and runs go")
     p.add_argument("--models", nargs="+", default=["lightgcn", "symcere"])
     p.add_argument("--quiet", action="store_true")
@@ -144,7 +142,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.users:
         index = {u: i for i, u in enumerate(dataset.user_ids)}
         wanted, unknown = [], []
-        for n, line in enumerate(Path(args.users).read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines = Path(args.users).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SymcereError(f"cannot read the --users file {args.users}: {exc}") from None
+        for n, line in enumerate(lines, 1):
             uid = line.strip()
             if uid:
                 (wanted.append(index[uid]) if uid in index else unknown.append(f"{uid} (line {n})"))
@@ -173,9 +175,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 s = float(scores[row, rank])
                 if s == float("-inf"):
                     continue  # fewer than k candidates left for this user
-                fh.write(
-                    f"{dataset.user_ids[u]}\t{dataset.item_ids[int(items[row, rank])]}\t{rank + 1}\t{s:.6f}\n"
-                )
+                fh.write(f"{dataset.user_ids[u]}\t{dataset.item_ids[int(items[row, rank])]}\t{rank + 1}\t{s:.6f}\n")
     tmp.replace(out)
     print(f"wrote top-{args.k} lists for {len(users)} users to {out}")
     return 0

@@ -73,6 +73,8 @@ class EmbeddingRecommender(Recommender):
             raise ValueError(f"loss.rec must be one of bpr, bce, ssm, sm; got {self.rec_loss!r}")
         if self.rec_loss in ("ssm", "sm"):
             self.num_negatives = 0 if self.rec_loss == "sm" else self.num_negatives
+        elif self.num_negatives < 1:
+            raise ValueError(f"loss.rec={self.rec_loss} needs train.num_negatives >= 1, got {self.num_negatives}")
         self._eval_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- to implement -------------------------------------------------------------------------------------
@@ -98,9 +100,7 @@ class EmbeddingRecommender(Recommender):
     def _maybe_norm(self, x: torch.Tensor) -> torch.Tensor:
         return losses.l2_normalize(x) if self.normalize else x
 
-    def rec_loss_terms(
-        self, u: torch.Tensor, items_all: torch.Tensor, batch: Batch
-    ) -> dict[str, torch.Tensor]:
+    def rec_loss_terms(self, u: torch.Tensor, items_all: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """The recommendation loss chosen by ``loss.rec`` on user vectors ``u`` (B, d) and all item vectors."""
         pos = items_all[batch["pos"]]
         if self.rec_loss == "ssm":  # in-batch sampled softmax over the batch's positives, cosine / tau

@@ -18,7 +18,9 @@ Choices where the paper is silent (each a config key):
 - False-negative masks (Eq. 7-8): graph->text excludes b for anchor a when i_b == i_a or i_b is in u_a's
   training history; text->graph uses the transposed relation (``losses.symmetric_masks``). With
   ``model.align=item`` the anchors are item nodes and only same-item pairs are masked.
-- Graph view g': edge dropout of the training graph (``loss.edge_dropout``), re-drawn each epoch or step.
+- Graph view g': edge dropout of the training graph (``loss.edge_dropout``), re-drawn each epoch or step
+  from a generator seeded by ``(seed, epoch)`` (and the text tower's view generator is re-seeded by
+  ``(seed, epoch)`` at each epoch start), so a run resumed at an epoch boundary repeats the same views.
   Text view t': word masking of the item text (``text.mask_strategy``; dropping words keeps mean-pooled
   embeddings meaningful, literal mask tokens do not). The text InfoNCE runs over the batch's DISTINCT
   items: a batch of interactions repeats popular items, and identical copies would be false negatives.
@@ -100,11 +102,20 @@ class SymCERE(Recommender):
         self.history = losses.UserHistory.from_scipy(dataset.matrix("train"))
         degree = np.bincount(self.train_items, minlength=self.n_items).astype(np.float32)
         self.register_buffer("log_degree", torch.from_numpy(np.log1p(degree)), persistent=False)
-        self.text = text_tower or TextTower(
-            dataset.item_texts, self.encoder.out_dim, text_config(t), n_views=int(t["n_views"]), seed=int(cfg["seed"])
+        self.text = (
+            text_tower
+            if text_tower is not None
+            else TextTower(
+                dataset.item_texts,
+                self.encoder.out_dim,
+                text_config(t),
+                n_views=int(t["n_views"]),
+                seed=int(cfg["seed"]),
+            )
         )
         self.text_lr = t.get("lr")
-        self._rng = np.random.default_rng(int(cfg["seed"]) + 1)
+        self.seed = int(cfg["seed"])
+        self._rng = np.random.default_rng([self.seed, 0, 0])
         self.epoch = 0
         self._eval_cache: tuple[torch.Tensor, ...] | None = None
 
@@ -120,7 +131,12 @@ class SymCERE(Recommender):
         return super().train(mode)
 
     def on_epoch_start(self, epoch: int) -> None:
-        self.epoch = epoch
+        # Random state that lives in the model is derived from (seed, epoch): the trainer checkpoints its own
+        # generators at epoch ends, and a resumed run must draw the same graph and text views.
+        self.epoch = int(epoch)
+        self._rng = np.random.default_rng([self.seed, self.epoch, 0])
+        if isinstance(getattr(self.text, "_rng", None), np.random.Generator):
+            self.text._rng = np.random.default_rng([self.seed, self.epoch, 1])
         if self.lo["view_every"] == "epoch":
             self._new_view()
 
@@ -146,14 +162,15 @@ class SymCERE(Recommender):
             neg_s = (self._norm(g_u) * self._norm(g_j)).sum(-1)
             terms["rank"] = float(lo["beta"]) * losses.bpr_loss(pos_s, neg_s, reduction=lo["bpr_reduction"])
         else:
-            mask = (
-                self.history.contains(users, pos) & (pos.unsqueeze(0) != pos.unsqueeze(1)) if lo["rec_mask"] else None
-            )
+            # exclude in-batch items the user already interacted with, copies of the positive included (they
+            # are not negatives); the positive itself (the diagonal) always stays in sampled_softmax
+            mask = self.history.contains(users, pos) if lo["rec_mask"] else None
             terms["rank"] = float(lo["beta"]) * losses.sampled_softmax(
                 g_u, g_i, float(lo["rec_tau"]), exclude_mask=mask, normalize=True
             )
 
-        if self.epoch > int(lo["warmup_epochs"]):
+        warmup = int(lo["warmup_epochs"])
+        if warmup <= 0 or self.epoch > warmup:
             # cross-modal alignment (Eq. 6-9)
             t_i = self.text(pos)
             if self.align == "interaction":
@@ -170,14 +187,18 @@ class SymCERE(Recommender):
 
             # intra-modal InfoNCE (Eq. 10-11)
             if float(lo["alpha"]) > 0:
-                terms["intra"] = float(lo["alpha"]) * (self._graph_intra(users, pos, anchor) + self._text_intra(pos))
+                terms["intra"] = float(lo["alpha"]) * (
+                    self._graph_intra(users, pos, anchor, g_users, g_items) + self._text_intra(pos)
+                )
         if self.cfg["train"].get("reg", 0):
             eu, ei = self.encoder.user_emb(users), self.encoder.item_emb(pos)
             terms["reg"] = 0.5 * float(self.cfg["train"]["reg"]) * (eu.pow(2).sum() + ei.pow(2).sum()) / len(users)
         terms["total"] = sum(terms.values())
         return terms
 
-    def _graph_intra(self, users: torch.Tensor, pos: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    def _graph_intra(
+        self, users: torch.Tensor, pos: torch.Tensor, anchor: torch.Tensor, gu: torch.Tensor, gi: torch.Tensor
+    ) -> torch.Tensor:
         if self.lo["view_every"] == "step" or self.view_adj is None:
             self._new_view()
         vu, vi = self.encoder(self.view_adj)
@@ -185,7 +206,6 @@ class SymCERE(Recommender):
         if self.lo["intra_graph"] == "interaction":
             view = (vu[users] + vi[pos]) / 2 if self.align == "interaction" else vi[pos]
             return losses.info_nce(self._norm(anchor), self._norm(view), tau)
-        gu, gi = self.encoder(self.adj)
         uu, ui = torch.unique(users), torch.unique(pos)
         return losses.info_nce(self._norm(gu[uu]), self._norm(vu[uu]), tau) + losses.info_nce(
             self._norm(gi[ui]), self._norm(vi[ui]), tau

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from symcere import __version__
 from symcere.config import config_hash, dump
 from symcere.errors import SymcereError
 from symcere.evaluation.evaluator import evaluate_split
+from symcere.evaluation.metrics import METRICS
 from symcere.training.checkpoint import load_checkpoint, save_checkpoint, write_json
 from symcere.training.sampler import InteractionSampler
 from symcere.training.seeding import configure_threads, seed_everything
@@ -95,8 +97,14 @@ class Trainer:
         self.progress = progress
         t = cfg["train"]
         self.ks = tuple(int(k) for k in cfg["eval"]["ks"])
-        self.metric = cfg["eval"]["metric"]
-        k_needed = int(self.metric.split("@")[1]) if "@" in self.metric else 10
+        self.metric = str(cfg["eval"]["metric"])
+        name, _, k_text = self.metric.partition("@")
+        if name not in METRICS or not k_text.isdigit() or int(k_text) < 1:
+            raise SymcereError(
+                f"eval.metric must look like NAME@K with NAME one of {', '.join(sorted(METRICS))} "
+                f"(e.g. ndcg@10), got {self.metric!r}"
+            )
+        k_needed = int(k_text)
         if k_needed not in self.ks:
             self.ks = tuple(sorted({*self.ks, k_needed}))
         self.max_batch_elements = int(cfg["eval"]["max_batch_elements"])
@@ -111,11 +119,17 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def _prepare_dir(self, resume: bool) -> None:
+        if resume and not self.ckpt_path.exists():
+            raise SymcereError(f"--resume: {self.run_dir} has no checkpoint.pt to resume from")
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             status_file = self.run_dir / "metrics.json"
             if resume:
-                if not self.ckpt_path.exists():
-                    raise SymcereError(f"--resume: {self.run_dir} has no checkpoint.pt to resume from")
+                if status_file.exists():
+                    raise SymcereError(
+                        f"--resume: {self.run_dir} holds a run that already ended "
+                        f"(status '{json.loads(status_file.read_text()).get('status')}'); nothing to resume"
+                    )
+                self._check_resume_config()
                 return
             if status_file.exists():
                 raise SymcereError(
@@ -132,16 +146,57 @@ class Trainer:
             {
                 **environment(self.cfg),
                 "config_hash": config_hash(self.cfg),
-                "dataset": str(getattr(self.dataset, "path", "")),
+                "dataset": str(Path(self.dataset.path).resolve()) if getattr(self.dataset, "path", None) else "",
             },
         )
 
+    #: settings that may change when a run is resumed (they do not change what is computed)
+    RESUMABLE_CHANGES = frozenset({("train", "threads"), ("train", "max_minutes")})
+
+    def _check_resume_config(self) -> None:
+        """Refuse to resume with another configuration than the run's (it would silently mix two runs)."""
+        path = self.run_dir / "config.yaml"
+        if not path.exists():
+            return
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+        def flat(d: Any, prefix: tuple = ()) -> dict[tuple, Any]:
+            if not isinstance(d, dict):
+                return {prefix: d}
+            out: dict[tuple, Any] = {}
+            for k, v in d.items():
+                out.update(flat(v, (*prefix, k)))
+            return out
+
+        now, before = (
+            flat(json.loads(json.dumps(self.cfg, default=str))),
+            flat(json.loads(json.dumps(saved, default=str))),
+        )
+        changed = sorted(
+            ".".join(map(str, k))
+            for k in set(now) | set(before)
+            if k not in self.RESUMABLE_CHANGES and now.get(k) != before.get(k)
+        )
+        if changed:
+            raise SymcereError(
+                f"--resume: the configuration differs from the run's config.yaml in {', '.join(changed[:5])}"
+                + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+                + "; resume with the same settings (or start a new run)"
+            )
+
     def _truncate_log(self, epoch: int) -> None:
-        """On resume, drop log lines of epochs after the checkpoint (they are trained again)."""
+        """On resume, drop log lines of epochs after the checkpoint (they are trained again), and a line cut
+        short by a kill (unparsable)."""
         path = self.run_dir / "log.jsonl"
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= epoch]
+            kept = []
+            for ln in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(ln)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("epoch", 0) <= epoch:
+                    kept.append(ln)
             path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -212,7 +267,7 @@ class Trainer:
                     terms = self.model.loss(batch)
                     for name, value in terms.items():
                         if not torch.isfinite(value):
-                            raise Diverged(epoch, state["step"], name, float(value))
+                            raise Diverged(epoch, state["step"], name, float(value.detach()))
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["total"].backward()
                     self.optimizer.step()
@@ -244,8 +299,10 @@ class Trainer:
                         )
                         save_checkpoint(self.run_dir / "best.pt", {"model": self.model.state_dict()})
                     stop = state["step"] - state["best_step"] >= patience and state["step"] >= min_steps
-                self._save(state, rng)  # every epoch: a killed run resumes from its last finished epoch
+                # log first, then the checkpoint: a run killed in between re-trains this epoch on resume and
+                # the log line is dropped (_truncate_log), so the log never lacks an epoch
                 self._log(record)
+                self._save(state, rng)  # every epoch: a killed run resumes from its last finished epoch
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{record['loss'].get('total', 0):.4f}",

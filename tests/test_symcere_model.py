@@ -1,0 +1,339 @@
+"""SymCERE (Eq. 1-13) on a tiny dataset with an injected fake text tower; one real frozen-MiniLM test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import COLD_ITEM, FakeTextTower, build_tiny_dataset, small_config
+
+from symcere import losses
+from symcere.models import build_model
+from symcere.models.graph import NGCFEncoder
+from symcere.models.symcere import SymCERE
+from symcere.training.sampler import InteractionSampler
+
+
+def make(dataset, *overrides: str, tower_seed: int = 0, init_seed: int = 0) -> SymCERE:
+    cfg = small_config("symcere", "train.reg=0", *overrides)
+    m = cfg["model"]
+    out_dim = m["dim"] * (m["layers"] + 1) if m["backbone"] == "ngcf" else m["dim"]
+    torch.manual_seed(init_seed)
+    model = SymCERE(dataset, cfg, text_tower=FakeTextTower(dataset.n_items, out_dim, seed=tower_seed))
+    model.on_epoch_start(1)
+    return model
+
+
+def batch_of(dataset, model, size: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    sampler = InteractionSampler(dataset.matrix("train"), size, model.num_negatives)
+    return next(iter(sampler.epoch(np.random.default_rng(seed))))
+
+
+def graph(model):
+    with torch.no_grad():
+        return model.encoder(model.adj)
+
+
+def test_loss_components_are_finite(tiny_dataset):
+    model = make(tiny_dataset)
+    batch = batch_of(tiny_dataset, model)
+    terms = model.loss(batch)
+    assert set(terms) == {"rank", "cross", "intra", "total"}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in terms.values())
+    assert torch.isclose(terms["total"], terms["rank"] + terms["cross"] + terms["intra"])
+    assert all(v.item() > 0 for v in terms.values())
+    terms["total"].backward()
+    assert model.encoder.user_emb.weight.grad.abs().sum() > 0
+    assert model.text.proj.weight.grad.abs().sum() > 0  # the text tower is trained by the alignment
+
+
+def test_reg_term_when_configured(tiny_dataset):
+    cfg = small_config("symcere", "train.reg=0.01")
+    model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
+    model.on_epoch_start(1)
+    terms = model.loss(batch_of(tiny_dataset, model))
+    assert "reg" in terms and terms["reg"].item() > 0
+
+
+def test_every_component_decreases_in_a_few_steps(tiny_dataset):
+    model = make(tiny_dataset)
+    batch = batch_of(tiny_dataset, model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    history: dict[str, list[float]] = {}
+    for _ in range(30):
+        terms = model.loss(batch)
+        for name, value in terms.items():
+            history.setdefault(name, []).append(value.item())
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+    assert set(history) == {"rank", "cross", "intra", "total"}
+    for name, values in history.items():
+        first, last = np.mean(values[:3]), np.mean(values[-3:])
+        assert last < first, f"{name}: {first:.4f} -> {last:.4f}"
+
+
+def test_eq_6_to_9_and_12_by_hand(tiny_dataset):
+    """The default (interaction-level symmetric SINCERE, BPR on normalised embeddings) equals the formulas."""
+    model = make(tiny_dataset, "loss.alpha=0")
+    batch = batch_of(tiny_dataset, model)
+    terms = model.loss(batch)
+    assert set(terms) == {"rank", "cross", "total"}  # alpha = 0 switches the intra-modal term off
+    gu, gi = graph(model)
+    users, pos, neg = batch["users"], batch["pos"], batch["neg"][:, 0]
+    n = losses.l2_normalize
+    g_ui = n((gu[users] + gi[pos]) / 2)
+    with torch.no_grad():
+        t = n(model.text(pos))
+    m_g2t = torch.zeros(len(pos), len(pos), dtype=torch.bool)
+    train = tiny_dataset.matrix("train").toarray()
+    for a in range(len(pos)):
+        for b in range(len(pos)):
+            if a != b and (pos[a] == pos[b] or train[users[a], pos[b]]):
+                m_g2t[a, b] = True
+    tau = model.lo["tau"]
+    expected_cross = 0.5 * (losses.sincere(g_ui, t, tau, m_g2t) + losses.sincere(t, g_ui, tau, m_g2t.T))  # Eq. 7-9
+    torch.testing.assert_close(terms["cross"].detach(), expected_cross, rtol=1e-5, atol=1e-6)
+    pos_s = (n(gu[users]) * n(gi[pos])).sum(-1)
+    neg_s = (n(gu[users]) * n(gi[neg])).sum(-1)
+    expected_rank = model.lo["beta"] * -torch.nn.functional.logsigmoid(pos_s - neg_s).mean()  # Eq. 12
+    torch.testing.assert_close(terms["rank"].detach(), expected_rank, rtol=1e-5, atol=1e-6)
+    assert m_g2t.any()  # the batch really has false negatives to mask
+
+
+def test_cross_modal_variants(tiny_dataset):
+    """Same weights, same batch: SINCERE drops false negatives from InfoNCE's denominator, so it is lower;
+    InfoNCE (Eq. 4) and SupCon (Eq. 5) equal their formulas."""
+    values = {}
+    for kind in ("sincere", "infonce", "supcon"):
+        model = make(tiny_dataset, f"loss.cross={kind}", "loss.alpha=0")
+        values[kind] = model.loss(batch_of(tiny_dataset, model))["cross"].item()
+    assert all(np.isfinite(v) for v in values.values())
+    assert values["sincere"] < values["infonce"]
+
+    model = make(tiny_dataset, "loss.alpha=0")
+    batch = batch_of(tiny_dataset, model)
+    gu, gi = graph(model)
+    pos = batch["pos"]
+    g = losses.l2_normalize((gu[batch["users"]] + gi[pos]) / 2)
+    with torch.no_grad():
+        t = losses.l2_normalize(model.text(pos))
+    infonce = 0.5 * (losses.info_nce(g, t, 0.1) + losses.info_nce(t, g, 0.1))  # Eq. 4, both directions
+    assert values["infonce"] == pytest.approx(infonce.item(), rel=1e-5)
+    same = pos[:, None] == pos[None, :]  # SupCon positives: the same item
+    supcon = 0.5 * (losses.supcon(g, t, 0.1, same) + losses.supcon(t, g, 0.1, same.T))
+    assert values["supcon"] == pytest.approx(supcon.item(), rel=1e-5)
+    # Note: every copy of an item has the same text embedding, so the batch-mean SupCon equals InfoNCE
+    # here (the same-item positives average back to the diagonal), whereas SINCERE differs.
+    assert values["supcon"] == pytest.approx(values["infonce"], rel=1e-5)
+
+
+def test_unknown_cross_loss_is_refused(tiny_dataset):
+    model = make(tiny_dataset, "loss.cross=triplet")
+    with pytest.raises(Exception, match="triplet"):
+        model.loss(batch_of(tiny_dataset, model))
+
+
+def test_without_normalisation(tiny_dataset):
+    model = make(tiny_dataset, "model.normalize=false")
+    terms = model.loss(batch_of(tiny_dataset, model))
+    assert all(torch.isfinite(v) for v in terms.values())
+    model.eval()
+    gu, gi = graph(model)
+    scores = model.score(torch.arange(4))
+    torch.testing.assert_close(scores, gu[:4] @ gi.T)  # raw inner products, not cosines
+    normed = make(tiny_dataset)
+    normed.eval()
+    assert normed.score(torch.arange(4)).abs().max() <= 1 + 1e-5
+    assert scores.abs().max() != pytest.approx(normed.score(torch.arange(4)).abs().max())
+
+
+def test_ngcf_backbone(tiny_dataset):
+    model = make(tiny_dataset, "model.backbone=ngcf")
+    assert isinstance(model.encoder, NGCFEncoder) and model.encoder.out_dim == 16 * 3
+    terms = model.loss(batch_of(tiny_dataset, model))
+    assert set(terms) == {"rank", "cross", "intra", "total"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    assert model.encoder.w1[0].weight.grad is not None
+    model.eval()
+    assert model.score(torch.arange(3)).shape == (3, tiny_dataset.n_items)
+
+
+def test_item_alignment(tiny_dataset):
+    model = make(tiny_dataset, "model.align=item", "loss.alpha=0")
+    batch = batch_of(tiny_dataset, model)
+    gu, gi = graph(model)
+    pos = batch["pos"]
+    g = losses.l2_normalize(gi[pos])  # item anchors
+    with torch.no_grad():
+        t = losses.l2_normalize(model.text(pos))
+    same = (pos[:, None] == pos[None, :]) & ~torch.eye(len(pos), dtype=torch.bool)
+    expected = 0.5 * (losses.sincere(g, t, 0.1, same) + losses.sincere(t, g, 0.1, same))
+    torch.testing.assert_close(model.loss(batch)["cross"].detach(), expected, rtol=1e-5, atol=1e-6)
+    full = make(tiny_dataset, "model.align=item")
+    assert torch.isfinite(full.loss(batch)["intra"])
+
+
+def test_intra_graph_node_level(tiny_dataset):
+    model = make(tiny_dataset, "loss.intra_graph=node", "loss.view_every=step")
+    terms = model.loss(batch_of(tiny_dataset, model))
+    assert torch.isfinite(terms["intra"]) and terms["intra"].item() > 0
+
+
+def test_ssm_ranking_term_with_mask(tiny_dataset):
+    model = make(tiny_dataset, "loss.rec=ssm", "loss.rec_mask=true", "loss.alpha=0")
+    assert model.num_negatives == 0
+    batch = batch_of(tiny_dataset, model)
+    assert "neg" not in batch
+    rank = model.loss(batch)["rank"].detach()
+    gu, gi = graph(model)
+    users, pos = batch["users"], batch["pos"]
+    seen = torch.from_numpy(tiny_dataset.matrix("train").toarray()[users.numpy()][:, pos.numpy()] > 0)
+    beta, tau = model.lo["beta"], model.lo["rec_tau"]
+    expected = beta * losses.sampled_softmax(gu[users], gi[pos], tau, exclude_mask=seen)
+    torch.testing.assert_close(rank, expected, rtol=1e-5, atol=1e-6)
+    # duplicates of the positive are interactions of the user too: they leave the denominator
+    dup = (pos[:, None] == pos[None, :]) & ~torch.eye(len(pos), dtype=torch.bool)
+    assert dup.any() and seen[dup].all()
+
+    unmasked = make(tiny_dataset, "loss.rec=ssm", "loss.rec_mask=false", "loss.alpha=0")
+    no_mask = unmasked.loss(batch)["rank"].item()
+    assert rank.item() < no_mask  # masking removes terms from every masked row's logsumexp
+    assert no_mask == pytest.approx(beta * losses.sampled_softmax(gu[users], gi[pos], tau).item(), rel=1e-5)
+
+
+def test_warmup_trains_the_ranking_term_only(tiny_dataset):
+    model = make(tiny_dataset, "loss.warmup_epochs=2")
+    batch = batch_of(tiny_dataset, model)
+    model.on_epoch_start(2)
+    assert set(model.loss(batch)) == {"rank", "total"}
+    model.on_epoch_start(3)
+    assert set(model.loss(batch)) == {"rank", "cross", "intra", "total"}
+    # with no warm-up, alignment is on even before the first on_epoch_start
+    cfg = small_config("symcere", "train.reg=0")
+    fresh = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
+    assert set(fresh.loss(batch)) == {"rank", "cross", "intra", "total"}
+
+
+def test_score_modes(tiny_dataset):
+    users = torch.arange(6)
+    base = make(tiny_dataset)
+    base.eval()
+    gu, gi = graph(base)
+    t = base.text.all_items()
+    n = losses.l2_normalize
+    graph_s = n(gu[users]) @ n(gi).T
+    text_s = n(gu[users]) @ n(t).T
+    torch.testing.assert_close(base.score(users), graph_s)
+
+    for mode, expected in (("fused", graph_s + 0.5 * text_s), ("text", text_s)):
+        model = make(tiny_dataset, f"model.score={mode}")
+        model.eval()
+        torch.testing.assert_close(model.score(users), expected, msg=mode)
+
+
+def test_popularity_prior(tiny_dataset):
+    users = torch.arange(tiny_dataset.n_users)
+    plain = make(tiny_dataset)
+    prior = make(tiny_dataset, "model.popularity_prior=1")
+    plain.eval()
+    prior.eval()
+    s0, s1 = plain.score(users), prior.score(users)
+    degree = np.asarray(tiny_dataset.matrix("train").sum(0)).ravel()
+    log_deg = torch.from_numpy(np.log1p(degree)).float()
+    # score = (positive scale) * cos + 1 * log(1 + training degree)
+    rest = s1 - log_deg
+    scale = (rest * s0).sum() / (s0 * s0).sum()
+    assert scale > 0
+    torch.testing.assert_close(rest, scale * s0, rtol=1e-4, atol=1e-5)
+    # popular items move up: the mean rank of the most popular item improves
+    top = int(degree.argmax())
+    rank0 = (s0 > s0[:, top : top + 1]).sum(1).float().mean()
+    rank1 = (s1 > s1[:, top : top + 1]).sum(1).float().mean()
+    assert rank1 < rank0
+
+
+def test_text_score_ranks_a_cold_start_item(tiny_dataset):
+    cold = tiny_dataset.item_ids.index(COLD_ITEM)
+    assert tiny_dataset.matrix("train")[:, cold].nnz == 0  # no training interaction at all
+    results = {}
+    for mode in ("text", "graph"):
+        model = make(tiny_dataset, f"model.score={mode}")
+        tower = model.text
+        gu, _ = graph(model)
+        with torch.no_grad():  # identity projection; the cold item's text embedding matches user 5's vector
+            tower.table = torch.randn(tiny_dataset.n_items, 16, generator=torch.Generator().manual_seed(3))
+            tower.proj = torch.nn.Linear(16, 16)
+            tower.proj.weight.copy_(torch.eye(16))
+            tower.proj.bias.zero_()
+            tower.table[cold] = gu[5]
+        model.eval()
+        scores = model.score(torch.tensor([5]))[0]
+        results[mode] = int((scores > scores[cold]).sum())  # 0 = ranked first
+    assert results["text"] == 0
+    assert results["graph"] > 0  # the graph alone knows nothing about the cold item
+
+
+def test_param_groups_split_graph_and_text(tiny_dataset):
+    model = make(tiny_dataset, "text.lr=0.5")
+    graph_group, text_group = model.param_groups(0.01)
+    assert graph_group["lr"] == 0.01 and text_group["lr"] == 0.5
+    text_ids = {id(p) for p in model.text.parameters()}
+    assert text_ids == {id(p) for p in text_group["params"]}
+    assert not text_ids & {id(p) for p in graph_group["params"]}
+    assert {id(p) for p in model.parameters()} == text_ids | {id(p) for p in graph_group["params"]}
+
+
+def test_views_are_derived_from_seed_and_epoch(tiny_dataset):
+    a, b = make(tiny_dataset), make(tiny_dataset)
+    for m in (a, b):
+        m.on_epoch_start(1)
+        m.on_epoch_start(4)
+    assert torch.equal(a.view_adj.to_dense(), b.view_adj.to_dense())
+    c = make(tiny_dataset)
+    c.on_epoch_start(4)  # straight to epoch 4 (as a resumed run does): same view
+    assert torch.equal(a.view_adj.to_dense(), c.view_adj.to_dense())
+    c.on_epoch_start(5)
+    assert not torch.equal(a.view_adj.to_dense(), c.view_adj.to_dense())
+    # and the text tower's view generator too
+    a.on_epoch_start(2)
+    c.on_epoch_start(2)
+    ids = torch.arange(10)
+    torch.testing.assert_close(a.text(ids, view=True), c.text(ids, view=True))
+
+
+def test_bad_switches_are_refused(tiny_dataset):
+    for bad in ("model.align=user", "model.score=random", "loss.rec=bce"):
+        with pytest.raises(ValueError, match=bad.split("=")[0].split(".")[1]):
+            make(tiny_dataset, bad)
+
+
+# ----------------------------------------------------------------------------------------- real text tower
+def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
+    """The default (frozen packaged MiniLM) works offline; embeddings are cached under $SYMCERE_CACHE."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("SYMCERE_CACHE", str(tmp_path / "cache"))
+    ds = build_tiny_dataset(tmp_path / "data", n_users=12, n_items=20, per_user=6, cold_item=False)
+    assert ds.n_items == 20
+    cfg = small_config("symcere", "text.max_tokens=32", "text.n_views=1")
+    assert cfg["text"]["model"] == "minilm" and cfg["text"]["mode"] == "frozen"
+    torch.manual_seed(0)
+    model = build_model(ds, cfg)
+    assert model.text.cache is not None and model.text.hidden_size == 384
+    assert list((tmp_path / "cache").glob("text_*.pt")), "frozen embeddings are cached on disk"
+    model.on_epoch_start(1)
+    terms = model.loss(batch_of(ds, model))
+    assert set(terms) >= {"rank", "cross", "intra", "total"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["total"].backward()
+    assert model.text.proj.weight.grad.abs().sum() > 0
+    # items of the same cluster have more similar MiniLM embeddings than items of different clusters
+    base = losses.l2_normalize(model.text.cache.base)
+    sim = base @ base.T
+    cluster = torch.arange(20) % 3
+    same = (cluster[:, None] == cluster[None, :]) & ~torch.eye(20, dtype=torch.bool)
+    assert sim[same].mean() > sim[~same].mean()
+    model.eval()
+    assert torch.isfinite(model.score(torch.arange(3))).all()

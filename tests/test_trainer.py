@@ -1,0 +1,352 @@
+"""Trainer: run directory files, checkpoints, refusal to overwrite, divergence, early stopping, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from helpers import FakeTextTower, small_config
+
+from symcere.cli import main
+from symcere.config import config_hash
+from symcere.errors import SymcereError
+from symcere.models.lightgcn import LightGCN
+from symcere.models.symcere import SymCERE
+from symcere.training.checkpoint import load_checkpoint
+from symcere.training.run import load_run, train
+from symcere.training.sampler import InteractionSampler
+from symcere.training.seeding import seed_everything
+from symcere.training.trainer import Trainer
+
+RUN_FILES = ("config.yaml", "env.json", "log.jsonl", "metrics.json", "checkpoint.pt", "best.pt")
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
+# -------------------------------------------------------------------------------------------- sampler
+def test_sampler_covers_every_interaction_and_negatives_are_unseen(tiny_dataset):
+    train_m = tiny_dataset.matrix("train")
+    sampler = InteractionSampler(train_m, batch_size=50, num_negatives=3)
+    batches = list(sampler.epoch(np.random.default_rng(0)))
+    assert len(batches) == len(sampler) == int(np.ceil(train_m.nnz / 50))
+    users = torch.cat([b["users"] for b in batches]).numpy()
+    pos = torch.cat([b["pos"] for b in batches]).numpy()
+    neg = torch.cat([b["neg"] for b in batches]).numpy()
+    assert neg.shape == (train_m.nnz, 3)
+    pairs = sorted(zip(users.tolist(), pos.tolist(), strict=True))
+    assert pairs == sorted(zip(*train_m.nonzero(), strict=True))  # each training edge exactly once
+    dense = train_m.toarray()
+    assert dense[np.repeat(users, 3), neg.reshape(-1)].sum() == 0  # never a training item
+    # same generator state, same epoch
+    again = list(sampler.epoch(np.random.default_rng(0)))
+    assert all(torch.equal(a["neg"], b["neg"]) for a, b in zip(batches, again, strict=True))
+
+
+# -------------------------------------------------------------------------------------------- run files
+def test_run_writes_every_file(tiny_dataset, tmp_path):
+    cfg = small_config("lightgcn", "train.max_epochs=3")
+    run = tmp_path / "run"
+    result = train(tiny_dataset, cfg, run, progress=False)
+    assert result.status == "finished" and result.epochs == 3
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert yaml.safe_load((run / "config.yaml").read_text()) == cfg
+    env = json.loads((run / "env.json").read_text())
+    assert env["config_hash"] == config_hash(cfg) and env["seed"] == cfg["seed"] and env["threads"] == 1
+    assert Path(env["dataset"]).is_absolute() and Path(env["dataset"]) == tiny_dataset.path.resolve()
+
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["epoch"] == 3 and ck["state"]["step"] == result.steps
+    assert set(ck) >= {"model", "optimizer", "state", "numpy_rng", "torch_rng"}
+    best = torch.load(run / "best.pt", weights_only=True)
+    model = LightGCN(tiny_dataset, cfg)
+    model.load_state_dict(best["model"])  # the weights fit the model
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    for split in ("valid", "test"):
+        assert {"ndcg@10", "hr@10", "recall@20"} <= set(metrics[split])
+        assert all(0.0 <= v <= 1.0 for v in metrics[split].values())
+    assert metrics["valid"] == result.valid and metrics["test"] == result.test
+
+    log = read_log(run)
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    assert all("valid" in r and np.isfinite(r["loss"]["total"]) for r in log)  # eval_every_steps=1
+    assert log[-1]["step"] == result.steps
+
+    # load_run gives back the best model: re-scoring reproduces the recorded validation metric
+    loaded, ds, cfg2, m2 = load_run(run)
+    assert cfg2 == cfg and m2["status"] == "finished"
+    from symcere.evaluation.evaluator import evaluate_split
+
+    with torch.no_grad():
+        res = evaluate_split(loaded.score, ds, "valid", ks=(10, 20))
+    assert res.metrics["ndcg@10"] == pytest.approx(metrics["valid"]["ndcg@10"], abs=1e-6)
+
+
+def test_refuses_to_overwrite(tiny_dataset, tmp_path):
+    cfg = small_config("mf", "train.max_epochs=1")
+    run = tmp_path / "run"
+    train(tiny_dataset, cfg, run, progress=False)
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(SymcereError, match="finished run"):
+        train(tiny_dataset, cfg, run, progress=False)
+    with pytest.raises(SymcereError, match="already ended"):
+        train(tiny_dataset, cfg, run, resume=True, progress=False)
+    assert (run / "metrics.json").read_bytes() == before
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(SymcereError, match="not empty"):
+        train(tiny_dataset, cfg, other, progress=False)
+    with pytest.raises(SymcereError, match="no checkpoint.pt"):
+        train(tiny_dataset, cfg, other, resume=True, progress=False)
+    with pytest.raises(SymcereError, match="no checkpoint.pt"):
+        train(tiny_dataset, cfg, tmp_path / "missing", resume=True, progress=False)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_resume_refuses_another_config(tiny_dataset, tmp_path):
+    cfg = small_config("lightgcn", "train.max_epochs=3")
+    run = tmp_path / "run"
+    seed_everything(0)
+    trainer = Trainer(LightGCN(tiny_dataset, cfg), tiny_dataset, cfg, run, progress=False)
+    _interrupt_at(trainer, 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert not (run / "metrics.json").exists()
+    with pytest.raises(SymcereError, match=r"differs .*train\.lr"):
+        train(
+            tiny_dataset,
+            small_config("lightgcn", "train.max_epochs=3", "train.lr=0.5"),
+            run,
+            resume=True,
+            progress=False,
+        )
+    # a kill can leave a line of a later epoch, or half a line: resume drops both
+    with open(run / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"epoch": 2, "step": 6, "loss": {}}\n{"epoch": 3, "st')
+    # the thread count does not change what is computed: it may differ on resume
+    res = train(
+        tiny_dataset,
+        small_config("lightgcn", "train.max_epochs=3", "train.threads=2"),
+        run,
+        resume=True,
+        progress=False,
+    )
+    assert res.status == "finished" and res.epochs == 3
+    assert [r["epoch"] for r in read_log(run)] == [1, 2, 3]
+
+
+def test_bad_metric_is_a_clear_error(tiny_dataset, tmp_path):
+    with pytest.raises(SymcereError, match="eval.metric"):
+        train(tiny_dataset, small_config("mf", "eval.metric=ndgc@10"), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+# -------------------------------------------------------------------------------------------- divergence
+def test_nan_loss_is_recorded_as_diverged(tiny_dataset, tmp_path, monkeypatch):
+    real_loss = LightGCN.loss
+
+    def loss(self, batch):
+        terms = real_loss(self, batch)
+        if self._epoch >= 2:
+            terms["bpr"] = terms["bpr"] * float("nan")
+            terms["total"] = terms["bpr"] + terms["reg"]
+        return terms
+
+    def on_epoch_start(self, epoch):
+        self._epoch = epoch
+
+    monkeypatch.setattr(LightGCN, "loss", loss)
+    monkeypatch.setattr(LightGCN, "on_epoch_start", on_epoch_start, raising=False)
+    run = tmp_path / "run"
+    result = train(tiny_dataset, small_config("lightgcn"), run, progress=False)
+    assert result.status == "diverged"
+    assert "'bpr'" in result.message and "epoch 2" in result.message
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["epochs"] == 1
+    assert metrics["valid"] == {} and metrics["test"] == {}
+    log = read_log(run)
+    assert log[-1]["diverged"] == "bpr" and log[-1]["epoch"] == 2 and np.isnan(log[-1]["value"])
+    assert [r["epoch"] for r in log[:-1]] == [1]
+    # the last good epoch is still checkpointed
+    assert load_checkpoint(run / "checkpoint.pt")["state"]["epoch"] == 1
+
+
+# -------------------------------------------------------------------------------------------- early stopping
+def test_early_stopping_on_steps_restores_best(tiny_dataset, tmp_path):
+    # 3 steps per epoch (batch 64, ~180 interactions); a high learning rate overfits quickly
+    cfg = small_config(
+        "mf",
+        "train.max_epochs=200",
+        "train.lr=0.05",
+        "train.patience_steps=9",
+        "train.eval_every_steps=3",
+    )
+    run = tmp_path / "run"
+    result = train(tiny_dataset, cfg, run, progress=False)
+    assert result.status == "finished" and result.message == "early stop"
+    assert result.epochs < 200
+    assert result.steps - result.best_step >= 9 and result.best_step < result.steps
+    log = read_log(run)
+    best_rec = next(r for r in log if r["epoch"] == result.best_epoch)
+    assert best_rec["step"] == result.best_step
+    # the best validation value in the log is the one of best_epoch, and it is what the restored model gets
+    best_value = max(r["valid"]["ndcg@10"] for r in log if "valid" in r)
+    assert best_rec["valid"]["ndcg@10"] == best_value
+    assert result.valid["ndcg@10"] == pytest.approx(best_value, abs=1e-9)
+    assert log[-1]["valid"]["ndcg@10"] != best_value or log[-1]["epoch"] != result.best_epoch
+
+
+def test_min_steps_and_max_epochs(tiny_dataset, tmp_path):
+    cfg = small_config("mf", "train.max_epochs=4", "train.patience_steps=1", "train.min_steps=1000")
+    result = train(tiny_dataset, cfg, tmp_path / "run", progress=False)
+    assert result.epochs == 4 and result.message == ""  # min_steps prevents the early stop
+
+
+# -------------------------------------------------------------------------------------------- resume
+def _interrupt_at(trainer: Trainer, epoch: int) -> None:
+    """Make ``trainer`` raise KeyboardInterrupt at the start of ``epoch`` (after epoch-1 was checkpointed)."""
+    hook = trainer.model.on_epoch_start
+
+    def on_epoch_start(e):
+        if e == epoch:
+            raise KeyboardInterrupt
+        hook(e)
+
+    trainer.model.on_epoch_start = on_epoch_start
+
+
+def _symcere_trainer(ds, cfg, run):
+    seed_everything(int(cfg["seed"]))
+    m = cfg["model"]
+    out_dim = m["dim"] * (m["layers"] + 1) if m["backbone"] == "ngcf" else m["dim"]  # the graph encoder's size
+    tower = FakeTextTower(ds.n_items, out_dim, seed=0)
+    return Trainer(SymCERE(ds, cfg, text_tower=tower), ds, cfg, run, progress=False)
+
+
+def _sgl_trainer(ds, cfg, run):
+    from symcere.models.sgl import SGL
+
+    seed_everything(int(cfg["seed"]))
+    return Trainer(SGL(ds, cfg), ds, cfg, run, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("make", "cfg_args"),
+    [
+        (_symcere_trainer, ("symcere", "train.max_epochs=5", "loss.view_every=epoch")),
+        (_symcere_trainer, ("symcere", "train.max_epochs=4", "loss.view_every=step", "model.backbone=ngcf")),
+        (_sgl_trainer, ("sgl", "train.max_epochs=4", "model.view_every=step")),
+    ],
+    ids=["symcere", "symcere-ngcf-step", "sgl"],
+)
+def test_in_process_resume_is_exact(tiny_dataset, tmp_path, make, cfg_args):
+    """Interrupt after epoch 2, resume with a fresh model: identical log losses and final metrics."""
+    cfg = small_config(*cfg_args)
+    full = make(tiny_dataset, cfg, tmp_path / "full").fit()
+    trainer = make(tiny_dataset, cfg, tmp_path / "cut")
+    _interrupt_at(trainer, 3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert [r["epoch"] for r in read_log(tmp_path / "cut")] == [1, 2]
+    resumed = make(tiny_dataset, cfg, tmp_path / "cut").fit(resume=True)
+    assert resumed.status == full.status == "finished"
+    assert resumed.epochs == full.epochs and resumed.steps == full.steps
+    assert resumed.valid == full.valid and resumed.test == full.test
+    log_full, log_cut = read_log(tmp_path / "full"), read_log(tmp_path / "cut")
+    assert [r["epoch"] for r in log_cut] == list(range(1, full.epochs + 1))
+    assert [r["loss"] for r in log_cut] == [r["loss"] for r in log_full]
+
+
+def _wait_for(predicate, proc, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tiny_dataset_dir, tmp_path):
+    """``symcere train`` killed with SIGKILL mid-run, then ``--resume``: same result as a run never killed."""
+    args = [
+        "--model",
+        "lightgcn",
+        "--data",
+        str(tiny_dataset_dir),
+        "--quiet",
+        "--set",
+        "model.dim=16",
+        "--set",
+        "model.layers=2",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.max_epochs=40",
+        "--set",
+        "train.eval_every_steps=24",
+        "--set",
+        "train.patience_steps=100000",
+        "--set",
+        "train.lr=0.005",
+        "--seed",
+        "7",
+    ]
+    cut = tmp_path / "cut"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "symcere.cli", "train", "--out", str(cut), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def ready():
+            log = cut / "log.jsonl"
+            return (cut / "checkpoint.pt").exists() and log.exists() and len(log.read_text().splitlines()) >= 3
+
+        ok = _wait_for(ready, proc)
+        assert ok, f"the run did not reach epoch 3 before ending: {proc.stderr.read().decode()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (cut / "metrics.json").exists(), "the run finished before it was killed"
+    killed_at = load_checkpoint(cut / "checkpoint.pt")["state"]["epoch"]
+    assert 2 <= killed_at < 40
+
+    assert main(["train", "--out", str(cut), "--resume", *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "full"), *args]) == 0
+
+    resumed = json.loads((cut / "metrics.json").read_text())
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert resumed["status"] == "finished" and resumed["epochs"] == 40
+    epochs = [r["epoch"] for r in read_log(cut)]
+    assert epochs == list(range(1, 41))  # starts at 1, continues after the checkpoint, no duplicates
+    for key in ("valid", "test", "epochs", "steps", "best_epoch", "best_step"):
+        assert resumed[key] == full[key], key
+    # the per-epoch losses match too, including the epochs trained before the kill
+    assert [r["loss"] for r in read_log(cut)] == [r["loss"] for r in read_log(tmp_path / "full")]
