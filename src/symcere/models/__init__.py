@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from symcere.errors import SymcereError
+
 MODELS: dict[str, str] = {
     "mf": "symcere.models.mf:MF",
     "lightgcn": "symcere.models.lightgcn:LightGCN",
@@ -20,4 +22,7 @@ def build_model(dataset: Any, cfg: dict[str, Any]):
     """Instantiate the model named by ``cfg['model']['name']``."""
     name = cfg["model"]["name"]
     module, cls = MODELS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(dataset, cfg)
+    try:
+        return getattr(importlib.import_module(module), cls)(dataset, cfg)
+    except ValueError as exc:  # invalid option combinations are user errors, not crashes
+        raise SymcereError(f"cannot build model '{name}': {exc}") from exc

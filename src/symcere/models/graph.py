@@ -35,9 +35,7 @@ def normalized_adjacency(
         return adj.to_sparse_csr()
 
 
-def cached_adjacency(
-    key: str, n_users: int, n_items: int, users: np.ndarray, items: np.ndarray
-) -> torch.Tensor:
+def cached_adjacency(key: str, n_users: int, n_items: int, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
     """The training adjacency of a dataset, built once per process and dataset (``key``: its content hash)."""
     cache_key = (key, n_users, n_items, len(users))
     if cache_key not in _ADJ_CACHE:
@@ -66,8 +64,10 @@ class LightGCNEncoder(nn.Module):
         nn.init.xavier_uniform_(self.item_emb.weight)
         self.out_dim = dim
 
-    def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+    def forward(self, adj: torch.Tensor, item_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``item_extra`` (n_items, dim), if given, is added to the items' zero-th layer (e.g. text features)."""
+        items = self.item_emb.weight if item_extra is None else self.item_emb.weight + item_extra
+        x = torch.cat([self.user_emb.weight, items])
         total = x
         for _ in range(self.layers):
             x = torch.sparse.mm(adj, x)
@@ -93,8 +93,9 @@ class NGCFEncoder(nn.Module):
         self.dropout = nn.Dropout(message_dropout)
         self.out_dim = dim * (layers + 1)
 
-    def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+    def forward(self, adj: torch.Tensor, item_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        items = self.item_emb.weight if item_extra is None else self.item_emb.weight + item_extra
+        x = torch.cat([self.user_emb.weight, items])
         outs = [x]
         for w1, w2 in zip(self.w1, self.w2, strict=True):
             side = torch.sparse.mm(adj, x)

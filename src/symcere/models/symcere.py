@@ -29,8 +29,9 @@ Choices where the paper is silent (each a config key):
 - Temperatures, batch size and learning rates are not given in the paper; ours are in the YAML.
 - Scoring: cosine of the user's and the item's graph embeddings (``model.score=graph``); ``fused`` adds
   ``fuse_weight * cos(g_u, t_i)``; ``text`` ranks by ``cos(g_u, t_i)`` alone, which can rank items with
-  reviews but no training interactions (cold start). ``model.popularity_prior`` adds
-  ``gamma * log(1 + degree)`` to the score (the popularity that normalisation removed).
+  reviews but no training interactions (cold start). ``model.popularity_prior`` (gamma)
+  turns the score into ``cos / loss.rec_tau + gamma * log(1 + training degree)``: logit adjustment, putting
+  back at ranking time the popularity that normalisation removed.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class SymCERE(Recommender):
         super().__init__(dataset, cfg)
         m, t, lo = cfg["model"], cfg["text"], cfg["loss"]
         self.normalize = bool(m["normalize"])
+        self.rank_normalize = bool(m.get("rank_normalize", True))
         self.align, self.score_mode = m["align"], m["score"]
         self.fuse_weight, self.prior = float(m["fuse_weight"]), float(m["popularity_prior"])
         self.lo = lo
@@ -114,6 +116,15 @@ class SymCERE(Recommender):
             )
         )
         self.text_lr = t.get("lr")
+        # optional: frozen text features added to the items' zero-th graph layer (study hypothesis 6)
+        self.text_in_graph = bool(m.get("text_in_graph", False))
+        if self.text_in_graph:
+            feats = getattr(getattr(self.text, "cache", None), "base", None)
+            if feats is None:
+                raise ValueError("model.text_in_graph needs text.mode=frozen (precomputed item text features)")
+            self.register_buffer("item_text_features", losses.l2_normalize(feats.float()), persistent=False)
+            self.text_feature_proj = nn.Linear(feats.shape[1], int(m["dim"]), bias=False)
+            nn.init.zeros_(self.text_feature_proj.weight)
         self.seed = int(cfg["seed"])
         self._rng = np.random.default_rng([self.seed, 0, 0])
         self.epoch = 0
@@ -144,6 +155,17 @@ class SymCERE(Recommender):
         u, i = edge_dropout(self.train_users, self.train_items, float(self.lo["edge_dropout"]), self._rng)
         self.view_adj = normalized_adjacency(self.n_users, self.n_items, u, i)
 
+    def _graph(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Graph encoder output (Eq. 1-2) on ``adj``, with the text features when ``model.text_in_graph``."""
+        extra = self.text_feature_proj(self.item_text_features) if self.text_in_graph else None
+        return self.encoder(adj, extra)
+
+    def _rank_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalisation of the ranking term and the graph score: ``model.rank_normalize=false`` keeps the raw
+        dot product there (magnitude, i.e. popularity, stays a ranking signal) while every alignment loss
+        still works on the hypersphere."""
+        return self._norm(x) if self.rank_normalize else x
+
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         return losses.l2_normalize(x) if self.normalize else x
 
@@ -151,15 +173,15 @@ class SymCERE(Recommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         users, pos = batch["users"], batch["pos"]
         lo = self.lo
-        g_users, g_items = self.encoder(self.adj)
+        g_users, g_items = self._graph(self.adj)
         g_u, g_i = g_users[users], g_items[pos]
         terms: dict[str, torch.Tensor] = {}
 
         # ranking term (Eq. 12) on the normalised graph embeddings
         if lo["rec"] == "bpr":
             g_j = g_items[batch["neg"][:, 0]]
-            pos_s = (self._norm(g_u) * self._norm(g_i)).sum(-1)
-            neg_s = (self._norm(g_u) * self._norm(g_j)).sum(-1)
+            pos_s = (self._rank_norm(g_u) * self._rank_norm(g_i)).sum(-1)
+            neg_s = (self._rank_norm(g_u) * self._rank_norm(g_j)).sum(-1)
             terms["rank"] = float(lo["beta"]) * losses.bpr_loss(pos_s, neg_s, reduction=lo["bpr_reduction"])
         else:
             # exclude in-batch items the user already interacted with, copies of the positive included (they
@@ -201,7 +223,7 @@ class SymCERE(Recommender):
     ) -> torch.Tensor:
         if self.lo["view_every"] == "step" or self.view_adj is None:
             self._new_view()
-        vu, vi = self.encoder(self.view_adj)
+        vu, vi = self._graph(self.view_adj)
         tau = float(self.lo["intra_tau"])
         if self.lo["intra_graph"] == "interaction":
             view = (vu[users] + vi[pos]) / 2 if self.align == "interaction" else vi[pos]
@@ -224,7 +246,7 @@ class SymCERE(Recommender):
         if self._eval_cache is not None and not self.training:
             return self._eval_cache
         with torch.no_grad():
-            gu, gi = self.encoder(self.adj)
+            gu, gi = self._graph(self.adj)
             ti = self.text.all_items() if self.score_mode != "graph" else None
         tables = (gu, gi, ti) if ti is not None else (gu, gi)
         if not self.training:
@@ -233,18 +255,18 @@ class SymCERE(Recommender):
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         tables = self._tables()
-        gu = self._norm(tables[0][users])
+        gu = self._rank_norm(tables[0][users])
         scores = torch.zeros(len(users), self.n_items)
         if self.score_mode in ("graph", "fused"):
-            scores = scores + gu @ self._norm(tables[1]).T
+            scores = scores + gu @ self._rank_norm(tables[1]).T
         if self.score_mode in ("fused", "text"):
             w = self.fuse_weight if self.score_mode == "fused" else 1.0
             scores = scores + w * (gu @ self._norm(tables[2]).T)
-        if self.prior:
-            scores = scores + self.prior * self.log_degree
+        if self.prior:  # logit adjustment: the prior is added to the temperature-scaled cosine logits
+            scores = scores / float(self.lo["rec_tau"]) + self.prior * self.log_degree
         return scores
 
     def embeddings(self) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            gu, gi = self.encoder(self.adj)
+            gu, gi = self._graph(self.adj)
             return {"users": gu, "items": gi, "item_text": self.text.all_items()}
