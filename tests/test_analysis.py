@@ -274,6 +274,8 @@ def test_run_labels_and_switches() -> None:
     lgn = {"model": {"name": "lightgcn", "normalize": True}, "loss": {"rec": "ssm"}}
     assert describe_run(sym) == ("symcere", ["no-norm", "cross=infonce", "text=lora", "backbone=ngcf"])
     assert describe_run(lgn) == ("lightgcn", ["norm", "rec=ssm"])
+    sym["model"].update(text_in_graph=True, rank_normalize=True, popularity_prior=0.5)
+    assert describe_run(sym)[1][-2:] == ["text_in_graph=True", "popularity_prior=0.5"]
     labels = run_labels([Path("a/run"), Path("b/run")], [lgn, lgn])
     assert labels == ["a/run (lightgcn, norm, rec=ssm)", "b/run (lightgcn, norm, rec=ssm)"]
     assert run_labels([Path("x"), Path("x")], [lgn, lgn])[1].endswith("#2")

@@ -104,7 +104,14 @@ def describe_run(cfg: Mapping[str, Any]) -> tuple[str, list[str]]:
         sw.append(f"text={_get(cfg, 'text.mode', '?')}")
         if float(_get(cfg, "loss.cross_weight", 1.0)) != 1.0:
             sw.append(f"cross_weight={_get(cfg, 'loss.cross_weight')}")
-        for key, default in (("model.backbone", "lightgcn"), ("model.align", "interaction"), ("model.score", "graph")):
+        for key, default in (
+            ("model.backbone", "lightgcn"),
+            ("model.align", "interaction"),
+            ("model.score", "graph"),
+            ("model.rank_normalize", True),
+            ("model.text_in_graph", False),
+            ("model.popularity_prior", 0.0),
+        ):
             val = _get(cfg, key)
             if val is not None and val != default:
                 sw.append(f"{key.split('.')[1]}={val}")
