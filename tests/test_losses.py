@@ -48,9 +48,7 @@ def _sincere_oracle(x: torch.Tensor, y: torch.Tensor, tau: float, mask: torch.Te
     out = []
     for a in range(x.shape[0]):
         pos = float(x[a] @ y[a]) / tau
-        terms = [pos] + [
-            float(x[a] @ y[b]) / tau for b in range(y.shape[0]) if b != a and not bool(mask[a, b])
-        ]
+        terms = [pos] + [float(x[a] @ y[b]) / tau for b in range(y.shape[0]) if b != a and not bool(mask[a, b])]
         m = max(terms)
         out.append(m + math.log(sum(math.exp(v - m) for v in terms)) - pos)
     return out
@@ -277,9 +275,7 @@ def test_supcon_vs_sincere_style(seed: int) -> None:
     got = supcon(x, y, 0.25, pos, reduction="none")
     sims = x @ y.T / 0.25
     oracle = [
-        float(
-            np.mean([torch.logsumexp(sims[a], 0).item() - sims[a, p].item() for p in range(12) if pos[a, p]])
-        )
+        float(np.mean([torch.logsumexp(sims[a], 0).item() - sims[a, p].item() for p in range(12) if pos[a, p]]))
         for a in range(12)
     ]
     assert torch.allclose(got, torch.tensor(oracle, dtype=DT))
@@ -306,9 +302,7 @@ def test_sampled_softmax_equals_infonce_and_masked_form() -> None:
     mask = _rand_mask(10, 10, 0.4, 6)
     assert torch.allclose(sampled_softmax(u, i, 0.1, mask), sincere(un, inn, 0.1, mask))
     # a constant adjustment cancels; a per-column one matches a hand-built cross-entropy
-    assert torch.allclose(
-        sampled_softmax(u, i, 0.1, logit_adjustment=torch.full((10,), 3.0)), info_nce(un, inn, 0.1)
-    )
+    assert torch.allclose(sampled_softmax(u, i, 0.1, logit_adjustment=torch.full((10,), 3.0)), info_nce(un, inn, 0.1))
     adj = torch.randn(10, generator=gen, dtype=DT)
     ref = F.cross_entropy(un @ inn.T / 0.1 + adj, torch.arange(10))
     assert torch.allclose(sampled_softmax(u, i, 0.1, logit_adjustment=adj), ref)
@@ -327,9 +321,7 @@ def test_cross_modal_dispatch() -> None:
         cross_modal_loss("infonce", g, t, None, 0.2), 0.5 * (info_nce(g, t, 0.2) + info_nce(t, g, 0.2))
     )
     p = same_item_mask(items)
-    assert torch.allclose(
-        cross_modal_loss("supcon", g, t, p, 0.2), 0.5 * (supcon(g, t, 0.2, p) + supcon(t, g, 0.2, p))
-    )
+    assert torch.allclose(cross_modal_loss("supcon", g, t, p, 0.2), 0.5 * (supcon(g, t, 0.2, p) + supcon(t, g, 0.2, p)))
     with pytest.raises(SymcereError):
         cross_modal_loss("triplet", g, t, None, 0.2)
 
