@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from symcere.errors import SymcereError
+from symcere.errors import ConfigError
 
 MODELS: dict[str, str] = {
     "mf": "symcere.models.mf:MF",
@@ -25,4 +25,4 @@ def build_model(dataset: Any, cfg: dict[str, Any]):
     try:
         return getattr(importlib.import_module(module), cls)(dataset, cfg)
     except ValueError as exc:  # invalid option combinations are user errors, not crashes
-        raise SymcereError(f"cannot build model '{name}': {exc}") from exc
+        raise ConfigError(f"cannot build model '{name}': {exc}") from exc
