@@ -72,7 +72,11 @@ def small_config(model: str, *overrides: str) -> dict:
     ]
     if model in ("lightgcn", "ngcf", "sgl", "symcere", "dgclr"):
         base.append("model.layers=2")
-    return load_config(model, overrides=[*base, *overrides])
+    # SymCERE tests check the paper's equations: start from the faithful preset (text frozen: no LoRA here)
+    preset = "paper" if model == "symcere" else None
+    if preset:
+        base.append("text.mode=frozen")
+    return load_config(model, preset=preset, overrides=[*base, *overrides])
 
 
 class FakeTextTower(nn.Module):

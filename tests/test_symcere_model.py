@@ -8,6 +8,7 @@ import torch
 from helpers import COLD_ITEM, FakeTextTower, build_tiny_dataset, small_config
 
 from symcere import losses
+from symcere.config import load_config
 from symcere.models import build_model
 from symcere.models.graph import NGCFEncoder
 from symcere.models.symcere import SymCERE
@@ -337,3 +338,20 @@ def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
     assert sim[same].mean() > sim[~same].mean()
     model.eval()
     assert torch.isfinite(model.score(torch.arange(3))).all()
+
+
+def test_default_preset_text_in_graph_and_dot_ranking(tiny_dataset):
+    """The default preset: raw dot-product BPR + score, text features in the items' zero-th layer."""
+    cfg = load_config("symcere", overrides=["model.dim=16", "model.layers=2", "train.threads=1"])
+    assert cfg["model"]["preset"] == "default" and cfg["model"]["text_in_graph"] is True
+    model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
+    model.on_epoch_start(1)
+    assert torch.count_nonzero(model.text_feature_proj.weight) == 0  # starts as plain LightGCN
+    terms = model.loss(batch_of(tiny_dataset, model))
+    assert set(terms) == {"rank", "cross", "reg", "total"}
+    terms["total"].backward()
+    assert model.text_feature_proj.weight.grad.abs().sum() > 0  # the text projection is trained
+    model.eval()
+    users = torch.arange(3)
+    gu, gi = model._graph(model.adj)
+    assert torch.allclose(model.score(users), gu[users] @ gi.T, atol=1e-6)  # raw dot product, no cosine

@@ -13,7 +13,7 @@ from symcere.tables import markdown_table
 QUICK_OVERRIDES = {
     "lightgcn": ["train.lr=0.005", "train.max_minutes=2"],
     "mf": ["train.lr=0.005", "train.max_minutes=2"],
-    "symcere": ["train.lr=0.005", "train.max_minutes=3"],
+    "symcere": ["train.max_minutes=3", "text.bf16=true"],
 }
 
 

@@ -111,7 +111,7 @@ class SymCERE(Recommender):
                 dataset.item_texts,
                 self.encoder.out_dim,
                 text_config(t),
-                n_views=int(t["n_views"]),
+                n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 1,  # views only feed Eq. 11
                 seed=int(cfg["seed"]),
             )
         )
@@ -119,9 +119,11 @@ class SymCERE(Recommender):
         # optional: frozen text features added to the items' zero-th graph layer (study hypothesis 6)
         self.text_in_graph = bool(m.get("text_in_graph", False))
         if self.text_in_graph:
+            # frozen-encoder embeddings (from the cache, or computed once here in lora / full mode)
             feats = getattr(getattr(self.text, "cache", None), "base", None)
             if feats is None:
-                raise ValueError("model.text_in_graph needs text.mode=frozen (precomputed item text features)")
+                with torch.no_grad():
+                    feats = self.text.all_items().detach()
             self.register_buffer("item_text_features", losses.l2_normalize(feats.float()), persistent=False)
             self.text_feature_proj = nn.Linear(feats.shape[1], int(m["dim"]), bias=False)
             nn.init.zeros_(self.text_feature_proj.weight)
