@@ -8,10 +8,12 @@ MiniLM text tower so SymCERE tests never load a language model.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 
 from symcere.config import load_config
@@ -105,3 +107,30 @@ class FakeTextTower(nn.Module):
     @torch.no_grad()
     def all_items(self) -> torch.Tensor:
         return self.proj(self.table)
+
+
+_fake_ids = itertools.count()
+
+
+class FakeDataset:
+    """n_users x n_items random training interactions (``per_user`` each) with short texts: the attributes a
+    model reads from a ``Dataset``, without files. Each instance gets its own content hash (the training
+    adjacency is cached by it)."""
+
+    def __init__(self, n_users: int = 30, n_items: int = 40, per_user: int = 6, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.n_users, self.n_items = n_users, n_items
+        self.meta = {"content_hash": f"fake-{next(_fake_ids)}"}
+        pairs = {(u, int(i)) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)}
+        arr = np.array(sorted(pairs), dtype=np.int64)
+        self._train = (arr[:, 0], arr[:, 1])
+        self.train_reviews = [f"review {k} of user {u}" for k, u in enumerate(arr[:, 0])]
+        self.item_texts = [f"item {i} text" for i in range(n_items)]
+
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        assert split == "train"
+        return self._train
+
+    def matrix(self, split: str) -> sparse.csr_matrix:
+        u, i = self.split_arrays(split)
+        return sparse.csr_matrix((np.ones(len(u)), (u, i)), shape=(self.n_users, self.n_items))

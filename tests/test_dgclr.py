@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
-from scipy import sparse
+from helpers import FakeDataset
 
 from symcere.config import load_config
 from symcere.models import build_model
 from symcere.models.dgclr import DGCLR, user_documents
 from symcere.training.sampler import InteractionSampler
-
-_ids = itertools.count()
-
-
-class FakeDataset:
-    """n_users x n_items random training interactions with one short review each."""
-
-    def __init__(self, n_users: int = 24, n_items: int = 30, per_user: int = 5, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.n_users, self.n_items = n_users, n_items
-        self.meta = {"content_hash": f"fake-dgclr-{next(_ids)}"}
-        pairs = {(u, int(i)) for u in range(n_users) for i in rng.choice(n_items, per_user, replace=False)}
-        arr = np.array(sorted(pairs), dtype=np.int64)
-        self._train = (arr[:, 0], arr[:, 1])
-        self.train_reviews = [f"review {k} of user {u}" for k, u in enumerate(arr[:, 0])]
-        self.item_texts = [f"item {i} text" for i in range(n_items)]
-
-    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        assert split == "train"
-        return self._train
-
-    def matrix(self, split: str) -> sparse.csr_matrix:
-        u, i = self.split_arrays(split)
-        return sparse.csr_matrix((np.ones(len(u)), (u, i)), shape=(self.n_users, self.n_items))
 
 
 @pytest.fixture(autouse=True)

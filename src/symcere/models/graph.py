@@ -51,9 +51,8 @@ def edge_dropout(
     return users[keep], items[keep]
 
 
-class LightGCNEncoder(nn.Module):
-    """LightGCN: zero-th layer embeddings are the only parameters; K linear propagation layers (Eq. 1);
-    the output is the mean of the K+1 layers, i.e. alpha_k = 1/(K+1) (Eq. 2)."""
+class _GraphEncoder(nn.Module):
+    """Zero-th layer user and item embeddings (Xavier-initialised), shared by the encoders below."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, layers: int):
         super().__init__()
@@ -62,12 +61,24 @@ class LightGCNEncoder(nn.Module):
         self.item_emb = nn.Embedding(n_items, dim)
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
+
+    def layer0(self, item_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Stacked (users, items) zero-th layer; ``item_extra`` (n_items, dim), if given, is added to the items
+        (e.g. projected text features)."""
+        items = self.item_emb.weight if item_extra is None else self.item_emb.weight + item_extra
+        return torch.cat([self.user_emb.weight, items])
+
+
+class LightGCNEncoder(_GraphEncoder):
+    """LightGCN: zero-th layer embeddings are the only parameters; K linear propagation layers (Eq. 1);
+    the output is the mean of the K+1 layers, i.e. alpha_k = 1/(K+1) (Eq. 2)."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int):
+        super().__init__(n_users, n_items, dim, layers)
         self.out_dim = dim
 
     def forward(self, adj: torch.Tensor, item_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``item_extra`` (n_items, dim), if given, is added to the items' zero-th layer (e.g. text features)."""
-        items = self.item_emb.weight if item_extra is None else self.item_emb.weight + item_extra
-        x = torch.cat([self.user_emb.weight, items])
+        x = self.layer0(item_extra)
         total = x
         for _ in range(self.layers):
             x = torch.sparse.mm(adj, x)
@@ -76,26 +87,20 @@ class LightGCNEncoder(nn.Module):
         return out[: self.n_users], out[self.n_users :]
 
 
-class NGCFEncoder(nn.Module):
+class NGCFEncoder(_GraphEncoder):
     """NGCF (Wang et al. 2019): per layer ``LeakyReLU((L+I) E W1 + (L E * E) W2)`` with message dropout,
     each layer's output L2-normalised (as in the authors' code), all layers concatenated
     (output size ``dim * (layers + 1)``)."""
 
     def __init__(self, n_users: int, n_items: int, dim: int, layers: int, message_dropout: float = 0.1):
-        super().__init__()
-        self.n_users, self.n_items, self.layers = n_users, n_items, layers
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        super().__init__(n_users, n_items, dim, layers)
         self.w1 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.w2 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.dropout = nn.Dropout(message_dropout)
         self.out_dim = dim * (layers + 1)
 
     def forward(self, adj: torch.Tensor, item_extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        items = self.item_emb.weight if item_extra is None else self.item_emb.weight + item_extra
-        x = torch.cat([self.user_emb.weight, items])
+        x = self.layer0(item_extra)
         outs = [x]
         for w1, w2 in zip(self.w1, self.w2, strict=True):
             side = torch.sparse.mm(adj, x)
