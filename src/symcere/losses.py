@@ -323,8 +323,16 @@ class UserHistory:
         return (keys[pos] == query.reshape(-1)).reshape(query.shape) & valid
 
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
-        """Pairwise (B_u, B_i) bool: ``out[a, b] = items[b] in history(users[a])``."""
-        return self.contains_pairs(users.reshape(-1, 1), items.reshape(1, -1))
+        """Pairwise (B_u, B_i) bool: ``out[a, b] = items[b] in history(users[a])``.
+
+        Only the distinct users and items of the query are looked up (a training batch repeats both), then
+        the small answer is expanded back: at B = 2048 this is several times cheaper than B*B searches.
+        """
+        users, items = users.reshape(-1).long(), items.reshape(-1).long()
+        uu, u_inv = torch.unique(users, return_inverse=True)
+        ii, i_inv = torch.unique(items, return_inverse=True)
+        small = self.contains_pairs(uu.reshape(-1, 1), ii.reshape(1, -1))
+        return small[u_inv][:, i_inv]
 
 
 def same_item_mask(items: Tensor) -> Tensor:
