@@ -350,5 +350,10 @@ def plot_spectrum(
         ax.set_ylabel("s_k / s_1")
         ax.grid(alpha=0.3, which="both")
     handles = [Line2D([], [], color=c, linewidth=2, label=lab) for lab, c in col.items()]
-    fig.legend(handles=handles, loc="outside lower center", fontsize=8, ncols=min(3, max(1, len(handles))))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        fontsize=8,
+        ncols=1 if max((len(h.get_label()) for h in handles), default=0) > 40 else min(3, max(1, len(handles))),
+    )
     return _save(fig, path)

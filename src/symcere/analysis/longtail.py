@@ -132,7 +132,11 @@ def plot_longtail(
         ax.set_xlabel(f"popularity group (0 = long tail ... {n_groups - 1} = head)")
         ax.set_ylabel(f"contribution to {m.upper() if m == 'ndcg' else m.capitalize()}@{k}")
         ax.grid(alpha=0.3, axis="y")
-    fig.legend(loc="outside lower center", fontsize=8, ncols=min(3, max(1, len(labels))))
+    fig.legend(
+        loc="outside lower center",
+        fontsize=8,
+        ncols=1 if max(map(len, labels), default=0) > 40 else min(3, max(1, len(labels))),
+    )
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path
