@@ -336,7 +336,7 @@ def test_analyze_end_to_end(tiny_runs, monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         assert heading in md, heading
     assert "lgn (lightgcn, no-norm, rec=bpr)" in md
-    assert "sym (symcere, norm, cross=sincere, text=frozen)" in md
+    assert "sym (symcere, norm, cross=sincere, text=frozen" in md
     assert "objective P@20" in md and "Example reviews" in md
     assert "no text tower" in md  # LightGCN is not explained
     html = (out / "report.html").read_text()
