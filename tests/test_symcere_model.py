@@ -341,9 +341,10 @@ def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
 
 
 def test_default_preset_text_in_graph_and_dot_ranking(tiny_dataset):
-    """The default preset: raw dot-product BPR + score, text features in the items' zero-th layer."""
+    """The default preset (raw dot-product BPR + score) with the study's text features in the zero-th layer."""
     cfg = load_config("symcere", overrides=["model.dim=16", "model.layers=2", "train.threads=1"])
-    assert cfg["model"]["preset"] == "default" and cfg["model"]["text_in_graph"] is True
+    assert cfg["model"]["preset"] == "default" and cfg["model"]["rank_normalize"] is False
+    cfg = load_config("symcere", overrides=["model.dim=16", "model.layers=2", "model.text_in_graph=true"])
     model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
     model.on_epoch_start(1)
     assert torch.count_nonzero(model.text_feature_proj.weight) == 0  # starts as plain LightGCN
