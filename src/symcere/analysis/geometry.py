@@ -287,40 +287,69 @@ def plot_similarity_hist(
     series: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str, colors: Mapping[str, str] | None = None
 ) -> Path:
     """Overlaid histograms of sampled cosine similarities, one line per ``(label, values)``."""
-    col = _colors([lab for lab, _ in series], colors)
-    fig = _figure(7.5, 4.2)
-    ax = fig.add_subplot()
     allv = np.concatenate([np.asarray(v) for _, v in series]) if series else np.zeros(1)
     lo, hi = float(np.min(allv)), float(np.max(allv))
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
-    for label, v in series:
-        ax.hist(v, bins=bins, histtype="step", linewidth=1.6, density=True, label=label, color=col[label])
-    ax.set_title(title)
-    ax.set_xlabel("cosine similarity of a random item pair")
-    ax.set_ylabel("density")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _step_histograms(
+        series,
+        path,
+        title,
+        colors,
+        bins,
+        xlabel="cosine similarity of a random item pair",
+        ylabel="density",
+        linewidth=1.6,
+        density=True,
+    )
 
 
 def plot_dimension_variance(
     series: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str, colors: Mapping[str, str] | None = None
 ) -> Path:
     """Overlaid histograms of per-dimension variances (log-spaced bins), one per ``(label, variances)``."""
-    col = _colors([lab for lab, _ in series], colors)
-    fig = _figure(7.5, 4.2)
-    ax = fig.add_subplot()
     allv = np.concatenate([np.asarray(v) for _, v in series]) if series else np.ones(1)
     pos = allv[allv > 0]
     lo, hi = (float(pos.min()), float(pos.max())) if pos.size else (1e-6, 1.0)
     n_dims = max((np.asarray(v).size for _, v in series), default=1)
     bins = np.geomspace(lo * 0.9, hi * 1.1 if hi > lo else lo * 2, int(np.clip(n_dims // 3, 10, 40)))
+    clipped = [(label, np.clip(v, lo, None)) for label, v in series]
+    return _step_histograms(
+        clipped,
+        path,
+        title,
+        colors,
+        bins,
+        xlabel="variance of one embedding dimension (L2-normalised rows)",
+        ylabel="number of dimensions",
+        linewidth=1.8,
+        log_x=True,
+    )
+
+
+def _step_histograms(
+    series: Sequence[tuple[str, np.ndarray]],
+    path: str | Path,
+    title: str,
+    colors: Mapping[str, str] | None,
+    bins: np.ndarray,
+    *,
+    xlabel: str,
+    ylabel: str,
+    linewidth: float,
+    density: bool = False,
+    log_x: bool = False,
+) -> Path:
+    """One figure of overlaid step histograms, one per ``(label, values)``, in the runs' fixed colours."""
+    col = _colors([lab for lab, _ in series], colors)
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
     for label, v in series:
-        ax.hist(np.clip(v, lo, None), bins=bins, histtype="step", linewidth=1.8, label=label, color=col[label])
-    ax.set_xscale("log")
+        ax.hist(v, bins=bins, histtype="step", linewidth=linewidth, density=density, label=label, color=col[label])
+    if log_x:
+        ax.set_xscale("log")
     ax.set_title(title)
-    ax.set_xlabel("variance of one embedding dimension (L2-normalised rows)")
-    ax.set_ylabel("number of dimensions")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
