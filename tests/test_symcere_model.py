@@ -356,3 +356,16 @@ def test_default_preset_text_in_graph_and_dot_ranking(tiny_dataset):
     users = torch.arange(3)
     gu, gi = model._graph(model.adj)
     assert torch.allclose(model.score(users), gu[users] @ gi.T, atol=1e-6)  # raw dot product, no cosine
+
+
+def test_shuffled_texts_control_permutes_item_texts(tiny_dataset):
+    from symcere.models.symcere import item_texts
+
+    texts = item_texts(tiny_dataset)
+    assert texts == list(tiny_dataset.item_texts)
+    shuffled = item_texts(tiny_dataset, shuffle=True, seed=3)
+    assert sorted(shuffled) == sorted(texts)  # the same texts ...
+    moved = sum(a != b for a, b in zip(shuffled, texts, strict=True))
+    assert moved >= len(texts) // 2  # ... mostly on other items
+    assert shuffled == item_texts(tiny_dataset, shuffle=True, seed=3)
+    assert shuffled != item_texts(tiny_dataset, shuffle=True, seed=4)

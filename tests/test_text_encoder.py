@@ -231,3 +231,26 @@ def test_text_tower_lora_encodes_each_item_once(lora: TextEncoder, monkeypatch: 
     tower(ids, view=True)
     assert len(batches) == 1 and len(batches[0]) == 3
     assert all(len(m.split()) <= len(t.split()) for m, t in zip(batches[0], TEXTS[:3], strict=True))
+
+
+def test_review_mean_pooling_averages_the_reviews(frozen: TextEncoder) -> None:
+    from symcere.data.preprocess import TEXT_SEPARATOR
+
+    cfg = TextEncoderConfig(mode="frozen", max_tokens=16, batch_size=2, item_pooling="review_mean")
+    per_review = TextEncoder(cfg)
+    joined = [TEXT_SEPARATOR.join(TEXTS[:3]), TEXTS[3]]
+    got = per_review.encode(joined)
+    want = torch.stack([frozen.encode(TEXTS[:3]).mean(0), frozen.encode([TEXTS[3]])[0]])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    # the concatenation embeds something else: the first review's 16 tokens dominate
+    assert not torch.allclose(frozen.encode(joined[:1]), got[:1], atol=1e-3)
+    # word masking keeps the review boundaries, so a masked text still averages 3 reviews
+    masked = per_review.mask(joined[0], np.random.default_rng(0))
+    assert len(text_mod.split_reviews(masked)) == 3
+    with pytest.raises(SymcereError, match="item_pooling"):
+        TextEncoderConfig(item_pooling="max")  # type: ignore[arg-type]
+
+
+def test_split_reviews_never_returns_nothing() -> None:
+    assert text_mod.split_reviews("") == [""]
+    assert text_mod.split_reviews("a \n \n b") == ["a", "b"]

@@ -32,6 +32,9 @@ Choices where the paper is silent (each a config key):
   reviews but no training interactions (cold start). ``model.popularity_prior`` (gamma)
   turns the score into ``cos / loss.rec_tau + gamma * log(1 + training degree)``: logit adjustment, putting
   back at ranking time the popularity that normalisation removed.
+- Item text (hypothesis 4 of the study): ``text.item_pooling=concat`` embeds the item's concatenated training
+  reviews cut at ``text.max_tokens``; ``review_mean`` averages per-review embeddings. ``text.shuffle_items``
+  is a negative control that permutes texts across items.
 """
 
 from __future__ import annotations
@@ -68,10 +71,22 @@ def text_config(section: dict[str, Any]) -> TextEncoderConfig:
         "mask_strategy",
         "mask_rate",
         "bf16",
+        "item_pooling",
     )
     cfg = TextEncoderConfig(**{k: section[k] for k in keys if k in section})
     cfg.cache_dir = section.get("cache_dir") or default_cache_dir()
     return cfg
+
+
+def item_texts(dataset: Any, shuffle: bool = False, seed: int = 0) -> list[str]:
+    """The items' texts; ``shuffle=True`` is the negative control ``text.shuffle_items``: item i gets the text
+    of item perm(i) (a seeded random permutation: about one item keeps its own text by chance), so the text
+    distribution is unchanged but texts no longer describe their items. A gain that survives it is regularisation, not review content."""
+    texts = list(dataset.item_texts)
+    if not shuffle:
+        return texts
+    perm = np.random.default_rng([seed, 7]).permutation(len(texts))
+    return [texts[j] for j in perm]
 
 
 class SymCERE(Recommender):
@@ -108,7 +123,7 @@ class SymCERE(Recommender):
             text_tower
             if text_tower is not None
             else TextTower(
-                dataset.item_texts,
+                item_texts(dataset, bool(t.get("shuffle_items", False)), int(cfg["seed"])),
                 self.encoder.out_dim,
                 text_config(t),
                 n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 1,  # views only feed Eq. 11

@@ -34,9 +34,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from symcere.data.preprocess import TEXT_SEPARATOR
 from symcere.errors import SymcereError
 
 Pooling = Literal["mean", "cls", "last"]
+ItemPooling = Literal["concat", "review_mean"]
 Mode = Literal["frozen", "lora", "full"]
 MaskStrategy = Literal["drop", "token"]
 
@@ -73,6 +75,10 @@ class TextEncoderConfig:
     replaces them by the tokenizer's mask token (unk if it has none). ``bf16`` enables CPU/GPU autocast.
     ``num_threads``: torch intra-op threads while encoding (None = leave torch's setting).
     ``cache_dir``: where ``FrozenTextCache`` stores embeddings (None = memory only).
+    ``item_pooling`` (study hypothesis 4): ``"concat"`` embeds an item text as one sequence cut at
+    ``max_tokens`` (most item texts are longer, so mostly its first reviews count); ``"review_mean"`` splits it
+    at the dataset's review separator, embeds each review (each cut at ``max_tokens``) and averages them, so
+    every review the item text holds counts equally (costs one forward pass per review).
     """
 
     model: str = PACKAGED_MODEL
@@ -89,8 +95,11 @@ class TextEncoderConfig:
     bf16: bool = False
     num_threads: int | None = None
     cache_dir: str | None = None
+    item_pooling: ItemPooling = "concat"
 
     def __post_init__(self) -> None:
+        if self.item_pooling not in ("concat", "review_mean"):
+            raise SymcereError(f"text.item_pooling must be 'concat' or 'review_mean', got {self.item_pooling!r}")
         if self.pooling not in ("mean", "cls", "last"):
             raise SymcereError(f"text.pooling must be 'mean', 'cls' or 'last', got {self.pooling!r}")
         if self.mode not in ("frozen", "lora", "full"):
@@ -202,6 +211,12 @@ def mask_words(
     raise SymcereError(f"unknown mask strategy {strategy!r} (use 'drop' or 'token')")
 
 
+def split_reviews(text: str) -> list[str]:
+    """The reviews an item text was joined from (at the dataset's separator); never empty."""
+    parts = [p.strip() for p in text.split(TEXT_SEPARATOR)]
+    return [p for p in parts if p] or [text]
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Temporarily set torch's intra-op thread count (no-op for None); restores it on exit."""
@@ -306,9 +321,21 @@ class TextEncoder(nn.Module):
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def forward(self, texts: Sequence[str]) -> Tensor:
-        """Embed ``texts`` -> float32 tensor (n, hidden_size); gradients flow in lora / full modes."""
+        """Embed ``texts`` -> float32 tensor (n, hidden_size); gradients flow in lora / full modes.
+
+        With ``item_pooling="review_mean"`` each text is the mean of its reviews' embeddings."""
         if len(texts) == 0:
             return torch.zeros(0, self.hidden_size, device=self.device)
+        if self.cfg.item_pooling == "review_mean":
+            parts = [split_reviews(t) for t in texts]
+            owner = torch.tensor([i for i, p in enumerate(parts) for _ in p], device=self.device)
+            emb = self._embed([r for p in parts for r in p])
+            summed = torch.zeros(len(texts), emb.shape[1], device=emb.device).index_add_(0, owner, emb)
+            return summed / torch.bincount(owner, minlength=len(texts)).unsqueeze(1).to(emb.dtype)
+        return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        """One pooled embedding per sequence (the ``concat`` case of ``forward``)."""
         batch = self.tokenize(texts)
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
@@ -352,8 +379,15 @@ class TextEncoder(nn.Module):
         return out
 
     def mask(self, text: str, rng: np.random.Generator) -> str:
-        """``mask_words`` with this encoder's rate, strategy and mask token."""
-        return mask_words(text, self.cfg.mask_rate, rng, self.cfg.mask_strategy, self.mask_token)
+        """``mask_words`` with this encoder's rate, strategy and mask token (per review for ``review_mean``,
+        so the masked text keeps its review boundaries)."""
+        c = self.cfg
+        if c.item_pooling == "review_mean":
+            reviews = split_reviews(text)
+            return TEXT_SEPARATOR.join(
+                mask_words(r, c.mask_rate, rng, c.mask_strategy, self.mask_token) for r in reviews
+            )
+        return mask_words(text, c.mask_rate, rng, c.mask_strategy, self.mask_token)
 
 
 def _model_fingerprint(model_path: str) -> dict[str, Any]:
@@ -456,6 +490,7 @@ class FrozenTextCache:
             "fingerprint": _model_fingerprint(self.model_path),
             "pooling": c.pooling,
             "max_tokens": c.max_tokens,
+            "item_pooling": c.item_pooling,
             "mask_strategy": c.mask_strategy,
             "mask_rate": c.mask_rate,
             "n_views": self.n_views,
