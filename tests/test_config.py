@@ -212,3 +212,18 @@ def test_dump_round_trips(tmp_path):
     assert yaml.safe_load(f.read_text()) == cfg
     # a dumped config is itself a valid config file for the same model
     assert load_config("symcere", files=[f]) == cfg
+
+
+def test_config_hash_ignores_added_keys_at_their_neutral_value():
+    from symcere.config import NEUTRAL_ADDED_KEYS, config_hash
+
+    cfg = load_config("symcere")
+    before = {s: {k: v for k, v in sec.items()} if isinstance(sec, dict) else sec for s, sec in cfg.items()}
+    for section, key in NEUTRAL_ADDED_KEYS:
+        before[section].pop(key)  # a run recorded before these keys existed
+    assert config_hash(cfg) == config_hash(before)
+    changed = load_config("symcere", overrides=["text.shuffle_items=true"])
+    assert config_hash(changed) != config_hash(cfg)
+    # every neutral value is the shipped default, so a default run really behaves as before
+    for (section, key), neutral in NEUTRAL_ADDED_KEYS.items():
+        assert cfg[section][key] == neutral

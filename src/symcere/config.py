@@ -180,8 +180,24 @@ def load_config(
     return cfg
 
 
+# Keys added after version 0.1.0 runs were recorded, with the value that reproduces the behaviour from before the
+# key existed. ``config_hash`` leaves them out while they hold that value, so adding an option never makes
+# finished runs (and tuning results) look stale. Append here whenever a new key is added to a shipped YAML.
+NEUTRAL_ADDED_KEYS: dict[tuple[str, str], Any] = {
+    ("text", "item_pooling"): "concat",
+    ("text", "shuffle_items"): False,
+}
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """A short, stable hash of a resolved configuration (used to recognise finished runs)."""
+    """A short, stable hash of a resolved configuration (used to recognise finished runs).
+
+    Keys of ``NEUTRAL_ADDED_KEYS`` at their neutral value are left out (see there)."""
+    cfg = copy.deepcopy(dict(cfg))
+    for (section, key), neutral in NEUTRAL_ADDED_KEYS.items():
+        node = cfg.get(section)
+        if isinstance(node, dict) and key in node and node[key] == neutral:
+            del node[key]
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
