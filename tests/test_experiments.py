@@ -52,6 +52,7 @@ def _plan(data: Path, **extra) -> dict:
     [
         ({"colour": 1}, "colour"),
         ({"seeds": "zero"}, "seeds"),
+        ({"models": {"mf": {"seeds": [1, 1]}}}, "models.mf.seeds"),
         ({"models": {"foo": {}}}, "models.foo.model"),
         ({"models": {"mf": {"role": "hero"}}}, "models.mf.role"),
         ({"models": {"mf": {"set": ["train.lrr=1"]}}}, "models.mf"),
@@ -197,3 +198,21 @@ def test_latex_table_escapes_plain_cells_only() -> None:
 
     tex = latex_table([{"model": "sym_wo_norm", "x": Latex(r"\textbf{0.5}"), "gain": "5%"}], caption="a & b")
     assert r"sym\_wo\_norm & \textbf{0.5} & 5\%" in tex and r"\caption{a \& b}" in tex and r"\toprule" in tex
+
+
+def test_a_model_with_its_own_seeds(tmp_path: Path, tiny_data: Path) -> None:
+    plan = _plan(tiny_data)
+    plan["models"]["mf"]["seeds"] = [1]
+    path = _write(tmp_path, plan)
+    loaded = load_plan(path)
+    assert loaded.seeds_of("mf") == [1] and loaded.seeds_of("lightgcn") == [0, 1]
+    run_plan(loaded, quiet=True)
+    runs = tmp_path / "out" / "runs" / "tiny"
+    assert sorted(p.name for p in (runs / "mf").iterdir()) == ["seed1"]
+    assert sorted(p.name for p in (runs / "lightgcn").iterdir()) == ["seed0", "seed1"]
+    with open(tmp_path / "out" / "tables" / "results.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted((r["model"], r["seed"]) for r in rows) == [("lightgcn", "0"), ("lightgcn", "1"), ("mf", "1")]
+    with open(tmp_path / "out" / "tables" / "significance.csv", encoding="utf-8") as fh:
+        sig = list(csv.DictReader(fh))
+    assert sig and all(r["seeds"] == "1" for r in sig)  # paired on the one seed both models have

@@ -12,7 +12,8 @@ Format (every key but ``datasets`` and ``models`` is optional)::
     models:
       lightgcn: {role: baseline}                          # model defaults to the label
       symcere: {preset: default, set: [train.lr=0.005], role: ours}
-      symcere_wo_norm: {ablation_of: symcere, ablation_name: w/o Norm, set: [model.normalize=false]}
+      symcere_wo_norm: {ablation_of: symcere, ablation_name: w/o Norm, set: [model.normalize=false],
+                        seeds: [0, 1]}            # a model's own seeds (default: the plan's)
     tuning: {trials: 10, metric: ndcg@10, seed: 0,
              spaces: {lightgcn: {train.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}}}}
 
@@ -38,7 +39,7 @@ PARAM_TYPES = ("loguniform", "uniform", "int", "categorical")
 _TOP_KEYS = {"name", "out", "seeds", "datasets", "models", "tuning", "description"}
 _DATASET_KEYS = {"path", "synthetic", "prepare"}
 _PREPARE_KEYS = {"input", "format", "columns", "k_core", "user_k", "item_k", "ratios", "text_budget"}
-_MODEL_KEYS = {"model", "preset", "set", "role", "ablation_of", "ablation_name", "backbone"}
+_MODEL_KEYS = {"model", "preset", "set", "role", "ablation_of", "ablation_name", "backbone", "seeds"}
 _TUNING_KEYS = {"trials", "metric", "seed", "spaces"}
 _PARAM_KEYS = {"type", "low", "high", "choices", "step"}
 
@@ -66,6 +67,7 @@ class ModelSpec:
     ablation_of: str | None = None
     ablation_name: str | None = None
     backbone: str | None = None
+    seeds: list[int] | None = None  # None = the plan's seeds
 
     def config(self, seed: int, extra: list[str] = ()) -> Config:
         """The resolved config of this model for ``seed`` (``extra`` overrides go last)."""
@@ -73,7 +75,8 @@ class ModelSpec:
 
     def meta(self) -> dict[str, Any]:
         return {
-            k: getattr(self, k) for k in ("model", "preset", "set", "role", "ablation_of", "ablation_name", "backbone")
+            k: getattr(self, k)
+            for k in ("model", "preset", "set", "role", "ablation_of", "ablation_name", "backbone", "seeds")
         }
 
 
@@ -95,6 +98,11 @@ class Plan:
     models: dict[str, ModelSpec]
     tuning: Tuning | None = None
 
+    def seeds_of(self, label: str) -> list[int]:
+        """The seeds ``label`` runs with: its own ``seeds`` if given, else the plan's."""
+        own = self.models[label].seeds
+        return list(own) if own is not None else list(self.seeds)
+
     def summary(self) -> dict[str, Any]:
         """What the table writers need (saved as out/plan.json)."""
         return {
@@ -102,7 +110,7 @@ class Plan:
             "plan_file": str(self.file),
             "seeds": self.seeds,
             "datasets": list(self.datasets),
-            "models": {label: m.meta() for label, m in self.models.items()},
+            "models": {label: {**m.meta(), "seeds": self.seeds_of(label)} for label, m in self.models.items()},
             "tuning": None if self.tuning is None else {"trials": self.tuning.trials, "metric": self.tuning.metric},
         }
 
@@ -198,6 +206,7 @@ def _model(c: _Checker, label: str, raw: Any, full: ModelSpec | None) -> ModelSp
         ablation_of=parent,
         ablation_name=str(raw.get("ablation_name", label)) if parent else None,
         backbone=raw.get("backbone", full.backbone if full else None),
+        seeds=_seeds(c, raw["seeds"], f"{key}.seeds") if "seeds" in raw else None,
     )
     try:
         cfg = spec.config(0)
@@ -207,6 +216,19 @@ def _model(c: _Checker, label: str, raw: Any, full: ModelSpec | None) -> ModelSp
         name = str(cfg["model"].get("backbone") or model)
         spec.backbone = _BACKBONES.get(name, name)
     return spec
+
+
+def _seeds(c: _Checker, seeds: Any, key: str) -> list[int]:
+    seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        c.fail(key, f"must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        c.fail(key, "has duplicates")
+    return seeds
 
 
 def _models(c: _Checker, raw: Any) -> dict[str, ModelSpec]:
@@ -287,16 +309,7 @@ def load_plan(path: str | Path, out: str | Path | None = None) -> Plan:
     c = _Checker(file)
     raw = c.mapping(raw, "", _TOP_KEYS)
     name = str(raw.get("name") or file.stem)
-    seeds = raw.get("seeds", [0])
-    seeds = [seeds] if isinstance(seeds, int) else seeds
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        c.fail("seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        c.fail("seeds", "has duplicates")
+    seeds = _seeds(c, raw.get("seeds", [0]), "seeds")
     for key in ("datasets", "models"):
         if not raw.get(key):
             c.fail(key, "missing or empty")

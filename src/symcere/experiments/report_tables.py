@@ -74,8 +74,8 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         ) from None
     records = []
     for ds in plan["datasets"]:
-        for label in plan["models"]:
-            for seed in plan["seeds"]:
+        for label, meta in plan["models"].items():
+            for seed in meta.get("seeds") or plan["seeds"]:
                 run_dir = run_dir_of(out, ds, label, seed)
                 if run_dir.is_dir():
                     records.append(_record(run_dir, ds, label, seed))
@@ -117,6 +117,10 @@ def _rank(cells: dict[str, Cell]) -> None:
             c.rank = means.index(round(c.mean, 12)) + 1 if round(c.mean, 12) in means[:2] else 0
 
 
+def _seeds_of(plan: dict[str, Any], label: str) -> list[int]:
+    return list(plan["models"][label].get("seeds") or plan["seeds"])
+
+
 def _best(cells: dict[str, Cell], labels: list[str]) -> str | None:
     ok = [label for label in labels if cells[label].ok]
     return max(ok, key=lambda label: cells[label].mean) if ok else None
@@ -134,10 +138,13 @@ def _per_user(out: Path, ds: str, label: str, seeds: list[int], key: str) -> dic
 
 
 def significance(out: Path, ds: str, ours: str, base: str, seeds: list[int], key: str) -> dict[str, Any] | None:
-    """Paired tests over users (per-user test metric averaged over seeds) of ``ours`` vs ``base``."""
+    """Paired tests over users (per-user test metric averaged over the seeds both models finished) of ``ours``
+    vs ``base``."""
     from symcere.evaluation.significance import compare_seeds
 
     a, b = _per_user(out, ds, ours, seeds, key), _per_user(out, ds, base, seeds, key)
+    common = sorted(set(a) & set(b))
+    a, b = {s: a[s] for s in common}, {s: b[s] for s in common}
     if not a or not b:
         return None
     users = next(iter(a.values()))[0]
@@ -154,6 +161,7 @@ def significance(out: Path, ds: str, ours: str, base: str, seeds: list[int], key
         "ttest_p": t.p_value,
         "wilcoxon_p": w.p_value,
         "n_users": t.n,
+        "seeds": " ".join(str(x) for x in common),
         "significant": bool(t.mean_diff > 0 and t.p_value < 0.05 and w.p_value < 0.05),
     }
 
@@ -176,7 +184,8 @@ def table2(out: Path, plan: dict[str, Any], records: list[dict[str, Any]], show_
             gain, sig = None, None
             if best_o and best_b and cells[best_b].mean > 0:
                 gain = 100.0 * (cells[best_o].mean / cells[best_b].mean - 1.0)
-                sig = significance(out, ds, best_o, best_b, plan["seeds"], key)
+                seeds = sorted({*_seeds_of(plan, best_o), *_seeds_of(plan, best_b)})
+                sig = significance(out, ds, best_o, best_b, seeds, key)
                 if sig:
                     sig_rows.append(sig)
             mark = bool(sig and sig["significant"])
@@ -260,7 +269,7 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
     put("table2.md", markdown_table(t2["rows"]["md"], t2["columns"]))
     put("table2.tex", latex_table(t2["rows"]["tex"], t2["columns"], caption=caption2, label="tab:overall"))
     put("table2.csv", csv_table(t2["rows"]["csv"]) if t2["rows"]["csv"] else "")
-    sig_cols = ["dataset", "metric", "ours", "baseline", "mean_diff", "ttest_p", "wilcoxon_p", "n_users", "significant"]
+    sig_cols = ["dataset", "metric", "ours", "baseline", "mean_diff", "ttest_p", "wilcoxon_p", "n_users", "seeds", "significant"]
     put("significance.csv", csv_table(t2["significance"], sig_cols))
     t3 = table3(plan, records, show_std)
     if t3["csv"]:

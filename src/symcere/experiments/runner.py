@@ -173,7 +173,7 @@ def run_plan(
         if path is not None:
             ready[name] = path
     pending = sum(tuning.pending_trials(plan, d, lab) for d in ready for lab in tuning.tuned_labels(plan, labels))
-    runner = PlanRunner(pending + len(ready) * len(labels) * len(plan.seeds), quiet)
+    runner = PlanRunner(pending + len(ready) * sum(len(plan.seeds_of(lab)) for lab in labels), quiet)
     try:
         from symcere.data import Dataset
 
@@ -181,7 +181,7 @@ def run_plan(
             dataset = Dataset.load(path)
             for label in labels:
                 extra = tuning.tuned_overrides(plan, name, label, dataset, runner)
-                for seed in plan.seeds:
+                for seed in plan.seeds_of(label):
                     cfg = plan.models[label].config(seed, extra)
                     runner.run(f"{name}/{label}/seed{seed}", dataset, cfg, run_dir_of(plan.out, name, label, seed))
     finally:
@@ -214,7 +214,7 @@ def _dry_run(plan: Plan, datasets: list[str], labels: list[str]) -> dict[str, An
                 rows.append({"dataset": name, "model": label, "seed": "*", "state": f"tune: {n} trials"})
         for label in labels:
             extra = tuning.saved_overrides(plan, name, label)
-            for seed in plan.seeds:
+            for seed in plan.seeds_of(label):
                 run_dir = run_dir_of(plan.out, name, label, seed)
                 state = (
                     "train (after tuning)"
