@@ -311,7 +311,7 @@ def test_bad_switches_are_refused(tiny_dataset):
 
 
 # ----------------------------------------------------------------------------------------- real text tower
-def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
+def test_default_path_with_packaged_minilm(tmp_path, monkeypatch, capfd):
     """The default (frozen packaged MiniLM) works offline; embeddings are cached under $SYMCERE_CACHE."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -322,6 +322,7 @@ def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
     assert cfg["text"]["model"] == "minilm" and cfg["text"]["mode"] == "frozen"
     torch.manual_seed(0)
     model = build_model(ds, cfg)
+    assert "encoding texts" in capfd.readouterr().err  # the first build encodes, with a progress bar
     assert model.text.cache is not None and model.text.hidden_size == 384
     assert list((tmp_path / "cache").glob("text_*.pt")), "frozen embeddings are cached on disk"
     model.on_epoch_start(1)
@@ -338,6 +339,9 @@ def test_default_path_with_packaged_minilm(tmp_path, monkeypatch):
     assert sim[same].mean() > sim[~same].mean()
     model.eval()
     assert torch.isfinite(model.score(torch.arange(3))).all()
+    # progress=False (train --quiet, experiment plans): no bar at all, not even the weight-loading one
+    build_model(ds, small_config("symcere", "text.max_tokens=16", "text.n_views=1"), progress=False)
+    assert capfd.readouterr().err == ""
 
 
 def test_default_preset_text_in_graph_and_dot_ranking(tiny_dataset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from symcere.errors import ConfigError
@@ -18,11 +19,14 @@ MODELS: dict[str, str] = {
 }
 
 
-def build_model(dataset: Any, cfg: dict[str, Any]):
-    """Instantiate the model named by ``cfg['model']['name']``."""
+def build_model(dataset: Any, cfg: dict[str, Any], *, progress: bool = True):
+    """Instantiate the model named by ``cfg['model']['name']``; ``progress=False`` silences models that show
+    progress while they build (text encoding)."""
     name = cfg["model"]["name"]
     module, cls = MODELS[name].split(":")
+    klass = getattr(importlib.import_module(module), cls)
+    kwargs = {"progress": progress} if "progress" in inspect.signature(klass).parameters else {}
     try:
-        return getattr(importlib.import_module(module), cls)(dataset, cfg)
+        return klass(dataset, cfg, **kwargs)
     except ValueError as exc:  # invalid option combinations are user errors, not crashes
         raise ConfigError(f"cannot build model '{name}': {exc}") from exc

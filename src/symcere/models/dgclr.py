@@ -48,7 +48,6 @@ Routing is differentiable, so each layer is gradient-checkpointed in training: a
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -75,7 +74,7 @@ def user_documents(dataset: Any, max_words: int) -> list[str]:
 
 def _encode_frozen(texts: list[str], m: dict[str, Any]) -> torch.Tensor:
     """Frozen MiniLM (or ``model.text_model``) embeddings of ``texts``, no grad, silent, offline."""
-    from symcere.models.text import FrozenTextCache, TextEncoderConfig
+    from symcere.models.text import FrozenTextCache, TextEncoderConfig, quiet_hf
 
     tcfg = TextEncoderConfig(
         model=str(m.get("text_model", "minilm")),
@@ -84,19 +83,8 @@ def _encode_frozen(texts: list[str], m: dict[str, Any]) -> torch.Tensor:
         mask_rate=0.0,  # one unmasked "view" equals the text itself, so every text is encoded once
         cache_dir=m.get("text_cache_dir"),
     )
-    from transformers.utils import logging as hf_logging
-
-    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()  # silence the weight-loading bar and warnings, restored below
-    hf_logging.set_verbosity_error()
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return FrozenTextCache(texts, tcfg, n_views=1, progress=False).base.float()
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar:
-            hf_logging.enable_progress_bar()
+    with torch.no_grad(), quiet_hf():
+        return FrozenTextCache(texts, tcfg, n_views=1, progress=False).base.float()
 
 
 class DGCLR(EmbeddingRecommender):

@@ -39,6 +39,7 @@ Choices where the paper is silent (each a config key):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from torch import nn
 from symcere import losses
 from symcere.models.base import Recommender, training_graph
 from symcere.models.graph import build_graph_encoder, edge_dropout, normalized_adjacency
-from symcere.models.text import TextEncoderConfig, TextTower
+from symcere.models.text import TextEncoderConfig, TextTower, quiet_hf
 
 
 def default_cache_dir() -> str:
@@ -92,7 +93,9 @@ def item_texts(dataset: Any, shuffle: bool = False, seed: int = 0) -> list[str]:
 class SymCERE(Recommender):
     """Graph encoder + text tower trained with Eq. 13 (see the module docstring for every choice)."""
 
-    def __init__(self, dataset: Any, cfg: dict[str, Any], text_tower: nn.Module | None = None):
+    def __init__(
+        self, dataset: Any, cfg: dict[str, Any], text_tower: nn.Module | None = None, progress: bool = True
+    ):
         super().__init__(dataset, cfg)
         m, t, lo = cfg["model"], cfg["text"], cfg["loss"]
         self.normalize = bool(m["normalize"])
@@ -119,17 +122,17 @@ class SymCERE(Recommender):
         self.history = losses.UserHistory.from_scipy(dataset.matrix("train"))
         degree = np.bincount(self.train_items, minlength=self.n_items).astype(np.float32)
         self.register_buffer("log_degree", torch.from_numpy(np.log1p(degree)), persistent=False)
-        self.text = (
-            text_tower
-            if text_tower is not None
-            else TextTower(
-                item_texts(dataset, bool(t.get("shuffle_items", False)), int(cfg["seed"])),
-                self.encoder.out_dim,
-                text_config(t),
-                n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 1,  # views only feed Eq. 11
-                seed=int(cfg["seed"]),
-            )
-        )
+        if text_tower is None:
+            with contextlib.nullcontext() if progress else quiet_hf():
+                text_tower = TextTower(
+                    item_texts(dataset, bool(t.get("shuffle_items", False)), int(cfg["seed"])),
+                    self.encoder.out_dim,
+                    text_config(t),
+                    n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 1,  # views only feed Eq. 11
+                    seed=int(cfg["seed"]),
+                    progress=progress,
+                )
+        self.text = text_tower
         self.text_lr = t.get("lr")
         # optional: frozen text features added to the items' zero-th graph layer (study hypothesis 6)
         self.text_in_graph = bool(m.get("text_in_graph", False))

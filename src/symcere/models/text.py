@@ -231,6 +231,24 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def quiet_hf() -> Iterator[None]:
+    """Silence Hugging Face's weight-loading bar, its warnings and log lines; restored on exit."""
+    from transformers.utils import logging as hf_logging
+
+    bar, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 class TextEncoder(nn.Module):
     """A pre-trained Hugging Face encoder + pooling: ``forward(texts) -> (n, hidden)``."""
 

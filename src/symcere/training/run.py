@@ -20,7 +20,7 @@ def train(
 ) -> RunResult:
     """Build the model named in ``cfg`` (seeded), train it into ``run_dir`` and return its result."""
     seed_everything(int(cfg["seed"]))
-    model = build_model(dataset, cfg)
+    model = build_model(dataset, cfg, progress=progress)
     return Trainer(model, dataset, cfg, run_dir, progress=progress).fit(resume=resume)
 
 
