@@ -254,3 +254,12 @@ def test_review_mean_pooling_averages_the_reviews(frozen: TextEncoder) -> None:
 def test_split_reviews_never_returns_nothing() -> None:
     assert text_mod.split_reviews("") == [""]
     assert text_mod.split_reviews("a \n \n b") == ["a", "b"]
+
+
+def test_cache_without_views_encodes_each_text_once(frozen: TextEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_encode(monkeypatch, frozen)
+    cache = FrozenTextCache(TEXTS, n_views=0, encoder=frozen, progress=False)
+    assert sum(calls) == len(TEXTS)  # no masked variants when nothing uses them (SymCERE with alpha 0)
+    assert cache.base.shape == (4, 384) and cache.views.shape == (4, 0, 384)
+    with pytest.raises(SymcereError, match="without masked views"):
+        cache.get_view([0])

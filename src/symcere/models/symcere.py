@@ -128,7 +128,7 @@ class SymCERE(Recommender):
                     item_texts(dataset, bool(t.get("shuffle_items", False)), int(cfg["seed"])),
                     self.encoder.out_dim,
                     text_config(t),
-                    n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 1,  # views only feed Eq. 11
+                    n_views=int(t["n_views"]) if float(lo["alpha"]) > 0 else 0,  # views only feed Eq. 11
                     seed=int(cfg["seed"]),
                     progress=progress,
                 )

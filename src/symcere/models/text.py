@@ -460,8 +460,8 @@ class FrozenTextCache:
                 raise SymcereError("FrozenTextCache needs a frozen encoder (text.mode='frozen')")
             cfg = encoder.cfg
         self.cfg = cfg = cfg or TextEncoderConfig()
-        if n_views < 1:
-            raise SymcereError(f"n_views must be >= 1, got {n_views}")
+        if n_views < 0:
+            raise SymcereError(f"n_views must be >= 0 (0 = no masked views), got {n_views}")
         self.texts = list(texts)
         self.n_views = n_views
         self.seed = seed
@@ -497,6 +497,8 @@ class FrozenTextCache:
         self, item_ids: Tensor | Sequence[int], rng: np.random.Generator | torch.Generator | None = None
     ) -> Tensor:
         """One randomly chosen pre-computed masked view per item -> (len, hidden)."""
+        if self.n_views == 0:
+            raise SymcereError("this text cache was built without masked views (n_views=0)")
         ids = torch.as_tensor(item_ids, dtype=torch.long).cpu()
         return self.views[ids, _pick_views(len(ids), self.n_views, rng)]
 
@@ -527,7 +529,7 @@ class FrozenTextCache:
         pos = {t: j for j, t in enumerate(unique)}
         emb = encoder.encode(unique, progress=progress)
         base = emb[[pos[t] for t in self.texts]]
-        views = emb[[pos[t] for t in masked]].reshape(len(self.texts), self.n_views, -1)
+        views = emb[[pos[t] for t in masked]].reshape(len(self.texts), self.n_views, emb.shape[1])
         return base.contiguous(), views.contiguous()
 
     def _load(self) -> tuple[Tensor, Tensor] | None:
