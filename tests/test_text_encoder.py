@@ -261,5 +261,8 @@ def test_cache_without_views_encodes_each_text_once(frozen: TextEncoder, monkeyp
     cache = FrozenTextCache(TEXTS, n_views=0, encoder=frozen, progress=False)
     assert sum(calls) == len(TEXTS)  # no masked variants when nothing uses them (SymCERE with alpha 0)
     assert cache.base.shape == (4, 384) and cache.views.shape == (4, 0, 384)
+    # without views the seed cannot matter, so every seed of a study shares one cache file
+    assert FrozenTextCache(TEXTS, n_views=0, seed=5, encoder=frozen, progress=False).key == cache.key
+    assert FrozenTextCache(TEXTS, n_views=1, seed=5, encoder=frozen, progress=False).key != cache.key
     with pytest.raises(SymcereError, match="without masked views"):
         cache.get_view([0])

@@ -506,6 +506,9 @@ class FrozenTextCache:
             "n_texts": len(self.texts),
             "texts_sha256": _texts_sha256(self.texts),
         }
+        if self.n_views == 0:  # no masked views: the embeddings depend on neither the seed nor the mask settings
+            for key in ("seed", "mask_strategy", "mask_rate"):
+                del payload[key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def _compute(self, encoder: TextEncoder, progress: bool) -> tuple[Tensor, Tensor]:
