@@ -77,3 +77,21 @@ def test_yelp_5core_is_empty_but_k0_and_k2_work(shared_data: Path, tmp_path: Pat
     assert main(["prepare", "--input", str(path), "--out", str(tmp_path / "y2"), "--k-core", "2"]) == 0
     s2 = _stats(tmp_path / "y2")
     assert (s2["users"], s2["items"], s2["interactions"]) == (908, 839, 2_716)
+
+
+def test_musical_instruments_item_texts_split_back_into_reviews(shared_data: Path, tmp_path: Path) -> None:
+    """``text.item_pooling=review_mean`` splits item texts at the review separator: on real reviews every
+    item text whose reviews fit the text budget splits into exactly its training reviews."""
+    from symcere.models.text import split_reviews
+
+    ds = Dataset.load(build_dataset(read_reviews(_file(shared_data, MI)), tmp_path / "mi", name="mi", k_core=5))
+    degree = ds.train_degree_items()
+    budget = ds.meta.get("text_budget", 4000)
+    users, items = ds.split_arrays("train")
+    empty = {int(i) for i, r in zip(items, ds.train_reviews, strict=True) if not r.strip()}
+    checked = 0
+    for i, text in enumerate(ds.item_texts):
+        if len(text) < budget - 100 and i not in empty and degree[i] > 0:
+            assert len(split_reviews(text)) == degree[i], ds.item_ids[i]
+            checked += 1
+    assert checked > 300
