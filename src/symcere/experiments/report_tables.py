@@ -74,8 +74,8 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         ) from None
     records = []
     for ds in plan["datasets"]:
-        for label, meta in plan["models"].items():
-            for seed in meta.get("seeds") or plan["seeds"]:
+        for label in plan["models"]:
+            for seed in _seeds_of(plan, label):
                 run_dir = run_dir_of(out, ds, label, seed)
                 if run_dir.is_dir():
                     records.append(_record(run_dir, ds, label, seed))
@@ -118,6 +118,8 @@ def _rank(cells: dict[str, Cell]) -> None:
 
 
 def _seeds_of(plan: dict[str, Any], label: str) -> list[int]:
+    """A model's seeds as saved in plan.json (``Plan.seeds_of``; plan.json files older than per-model seeds
+    have only the plan's)."""
     return list(plan["models"][label].get("seeds") or plan["seeds"])
 
 
@@ -269,7 +271,10 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
     put("table2.md", markdown_table(t2["rows"]["md"], t2["columns"]))
     put("table2.tex", latex_table(t2["rows"]["tex"], t2["columns"], caption=caption2, label="tab:overall"))
     put("table2.csv", csv_table(t2["rows"]["csv"]) if t2["rows"]["csv"] else "")
-    sig_cols = ["dataset", "metric", "ours", "baseline", "mean_diff", "ttest_p", "wilcoxon_p", "n_users", "seeds", "significant"]
+    sig_cols = [
+        *("dataset", "metric", "ours", "baseline", "mean_diff", "ttest_p", "wilcoxon_p", "n_users", "seeds"),
+        "significant",
+    ]
     put("significance.csv", csv_table(t2["significance"], sig_cols))
     t3 = table3(plan, records, show_std)
     if t3["csv"]:

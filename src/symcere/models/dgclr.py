@@ -80,11 +80,10 @@ def _encode_frozen(texts: list[str], m: dict[str, Any]) -> torch.Tensor:
         model=str(m.get("text_model", "minilm")),
         max_tokens=int(m.get("text_max_tokens", 128)),
         batch_size=int(m.get("text_batch_size", 64)),
-        mask_rate=0.0,  # one unmasked "view" equals the text itself, so every text is encoded once
         cache_dir=m.get("text_cache_dir"),
     )
-    with torch.no_grad(), quiet_hf():
-        return FrozenTextCache(texts, tcfg, n_views=1, progress=False).base.float()
+    with torch.no_grad(), quiet_hf():  # no masked views: every text is encoded once
+        return FrozenTextCache(texts, tcfg, n_views=0, progress=False).base.float()
 
 
 class DGCLR(EmbeddingRecommender):

