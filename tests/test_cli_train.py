@@ -1,16 +1,21 @@
-"""``symcere train | evaluate | recommend`` end to end through ``symcere.cli.main``."""
+"""The ``symcere`` command tree (every ``--help``, no CLI code under ``symcere.data``) and ``symcere train |
+evaluate | recommend`` end to end through ``symcere.cli.main``."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from symcere.cli import main
+import symcere.data
+from symcere.cli import build_parser, main
 from symcere.data import Dataset
 
 SMALL = [
@@ -27,6 +32,63 @@ SMALL = [
     "--set",
     "train.lr=0.01",
 ]
+
+
+# every sub-command, in pipeline order (the order of `symcere --help`)
+COMMANDS = [
+    ["prepare"],
+    ["data"],
+    ["data", "stats"],
+    ["data", "synth"],
+    ["data", "export-recbole"],
+    ["train"],
+    ["evaluate"],
+    ["recommend"],
+    ["quickstart"],
+    ["experiment"],
+    ["experiment-tables"],
+    ["analyze"],
+]
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                paths += [[*prefix, name], *_command_paths(child, [*prefix, name])]
+    return paths
+
+
+def test_command_tree_is_flat_and_complete() -> None:
+    assert _command_paths(build_parser(), []) == COMMANDS
+
+
+@pytest.mark.parametrize("command", [[], *COMMANDS], ids=lambda c: " ".join(c) or "symcere")
+def test_every_help_exits_0(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {' '.join(['symcere', *command])}")
+
+
+def test_help_and_data_imports_stay_light() -> None:
+    """In fresh interpreters: building the parser imports no torch; the data modules import no CLI module."""
+    checks = [
+        "from symcere.cli import build_parser\nbuild_parser().format_help()\nassert 'torch' not in sys.modules",
+        "import symcere.data.synthetic, symcere.data.preprocess, symcere.data.readers\n"
+        "assert not [m for m in sys.modules if m.startswith('symcere.cli')], 'symcere.data imported the CLI'",
+    ]
+    for check in checks:
+        subprocess.run([sys.executable, "-c", f"import sys\n{check}"], check=True)
+
+
+def test_data_package_has_no_cli_code() -> None:
+    files = sorted(Path(symcere.data.__file__).parent.rglob("*.py"))
+    assert files
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "argparse" not in text and "add_argument" not in text, f"{path} holds CLI code"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from symcere.cli import build_parser, data_cmds, main
+from symcere.cli import main
 from symcere.data import Dataset, Review, build_dataset
 from symcere.data.export import RECBOLE_HEADER, export_recbole
 from symcere.errors import SymcereError
@@ -151,17 +151,3 @@ def test_cli_bad_record_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "x.json, line 2: field 'reviewerID' is missing" in err
     assert not (tmp_path / "o").exists()
-
-
-def test_data_subcommand_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_cmds, "_HOOKS", [])
-
-    @data_cmds.register_data_command
-    def _add(add) -> None:
-        p = add("hello", "say hello")
-        p.add_argument("--who", default="world")
-        p.set_defaults(func=lambda args: 7)
-
-    args = build_parser().parse_args(["data", "hello", "--who", "me"])
-    assert args.who == "me" and args.func(args) == 7
-    assert data_cmds.add_data_subcommand("late", "added later") is not None

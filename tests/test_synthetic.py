@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections import defaultdict
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from symcere.cli import main
 from symcere.data.synthetic import (
     GENERIC_WORDS,
     SLOTS,
@@ -20,7 +20,6 @@ from symcere.data.synthetic import (
     generate_reviews,
     make_synthetic_dataset,
     parse_overrides,
-    register_data,
     slot_vocabularies,
 )
 from symcere.errors import SymcereError
@@ -241,15 +240,12 @@ def test_config_validation_and_overrides() -> None:
 
 
 def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_data(lambda name, help, **kw: sub.add_parser(name, help=help, **kw))
     out = tmp_path / "tiny-ds"
-    args = parser.parse_args(["synth", "--out", str(out), "--preset", "tiny", "--seed", "3", "--set", "drift=0.2"])
-    assert args.func(args) == 0
+    argv = ["data", "synth", "--out", str(out), "--preset", "tiny", "--seed", "3", "--set", "drift=0.2"]
+    assert main(argv) == 0
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["name"] == "tiny-ds"
     assert meta["synthetic"]["config"]["seed"] == 3 and meta["synthetic"]["config"]["drift"] == 0.2
     assert "wrote" in capsys.readouterr().out
-    with pytest.raises(SymcereError):  # exists, no --overwrite
-        args.func(args)
+    assert main(argv) == 2  # exists, no --overwrite
+    assert capsys.readouterr().err.startswith("symcere: error:")

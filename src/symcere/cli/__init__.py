@@ -1,10 +1,12 @@
-"""The ``symcere`` command: argument parsing and dispatch only; every sub-command lives in its own module
-with a ``register(subparsers)`` function that adds its parser and sets ``func``."""
+"""The ``symcere`` command line.
+
+:mod:`symcere.cli.parser` builds the whole argument tree in one place; :mod:`symcere.cli.commands` holds one
+small function per sub-command that calls library code. :func:`main` parses, dispatches and turns a
+:class:`~symcere.errors.SymcereError` into ``symcere: error: ...`` on stderr with exit status 2.
+"""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
@@ -12,31 +14,14 @@ import sys
 # oversubscribe small CPUs and slow training many times over.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from symcere import __version__
+from symcere.cli.parser import build_parser
 from symcere.errors import SymcereError
 
-# Sub-command modules, in the order of the pipeline (data -> train -> evaluate -> analyse -> experiments).
-_MODULES = ("data_cmds", "train_cmds", "analyze_cmds", "experiment_cmds")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symcere", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"symcere {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in _MODULES:
-        try:
-            module = importlib.import_module(f"symcere.cli.{name}")
-        except ModuleNotFoundError as exc:  # a sub-command module not present in this build
-            if exc.name != f"symcere.cli.{name}":
-                raise
-            continue
-        module.register(sub)
-    return parser
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
     except SymcereError as exc:
@@ -46,7 +31,3 @@ def main(argv: list[str] | None = None) -> int:
         print("symcere: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -21,7 +21,7 @@ Generative story (a small musical-instruments shop):
 
 The ground truth (objective vocabulary, attribute words per item, tastes per user, the config) is returned
 next to the records and stored in ``dataset.json`` under ``synthetic`` by :func:`make_synthetic_dataset`.
-:func:`register_data` adds ``symcere data synth`` (the ``symcere.cli.data_cmds`` extension protocol).
+The ``symcere data synth`` command lives in :mod:`symcere.cli`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ __all__ = [
     "generate_reviews",
     "make_synthetic_dataset",
     "parse_overrides",
-    "register_data",
     "slot_vocabularies",
 ]
 
@@ -698,38 +697,3 @@ def parse_overrides(pairs: Sequence[str], base: SynthConfig | None = None) -> Sy
         except ValueError:
             raise SymcereError(f"--set {pair!r}: {value!r} is not a valid {kind.__name__}") from None
     return replace(cfg, **changes)
-
-
-def register_data(add_data_subcommand: Callable[..., Any]) -> None:
-    """Add ``symcere data synth`` (the extension protocol of ``symcere.cli.data_cmds``)."""
-    p = add_data_subcommand("synth", "generate the built-in synthetic dataset (seeded, with ground truth)")
-    p.add_argument("--out", required=True, help="dataset directory to create")
-    p.add_argument("--preset", choices=("default", "tiny"), default="default", help="size preset")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any SynthConfig field (repeatable)")
-    p.add_argument("--name", help="dataset name (default: the --out directory name)")
-    p.add_argument("--k-core", type=int, default=5, help="k for users and items, 0 = off (default 5)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
-    p.set_defaults(func=_cmd_synth)
-
-
-def _cmd_synth(args: Any) -> int:
-    import json
-    import time
-
-    base = SynthConfig.tiny() if args.preset == "tiny" else SynthConfig()
-    cfg = parse_overrides(args.set, base)
-    if args.seed is not None:
-        cfg = replace(cfg, seed=args.seed)
-    t0 = time.time()
-    out = make_synthetic_dataset(
-        args.out, cfg, overwrite=args.overwrite, name=args.name or Path(args.out).name, k_core=args.k_core
-    )
-    stats = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["stats"]
-    splits = stats["splits"]
-    print(
-        f"wrote {out} in {time.time() - t0:.1f}s: {stats['users']:,} users, {stats['items']:,} items, "
-        f"{stats['interactions']:,} interactions (train/valid/test "
-        f"{splits['train']:,}/{splits['valid']:,}/{splits['test']:,})"
-    )
-    return 0

@@ -1,0 +1,326 @@
+"""One function per ``symcere`` sub-command, in pipeline order: each takes the parsed arguments
+(:mod:`symcere.cli.parser`), calls library code, prints the result and returns the exit status.
+
+Heavy modules (torch, the models, the trainers) are imported inside the functions, so building the parser
+stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from symcere.errors import SymcereError
+
+_PROGRESS_BYTES = 20_000_000  # `prepare` shows a progress bar when the inputs are larger than this
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def stats_markdown(stats: dict[str, Any], name: str = "") -> str:
+    """Table-1 statistics as a two-column Markdown table."""
+    splits = stats.get("splits", {})
+    no_train = stats.get("users_without_train", {})
+    rows: list[tuple[str, str]] = [
+        ("dataset", name),
+        ("records read", f"{stats['records_read']:,}"),
+        ("duplicates removed", f"{stats['duplicates_removed']:,}"),
+        ("removed by k-core", f"{stats['removed_by_kcore']:,}"),
+        ("users", f"{stats['users']:,}"),
+        ("items", f"{stats['items']:,}"),
+        ("interactions", f"{stats['interactions']:,}"),
+        ("density", f"{100 * stats['density']:.3f} %"),
+        ("train / valid / test", " / ".join(f"{splits.get(s, 0):,}" for s in ("train", "valid", "test"))),
+        ("empty review texts", f"{stats['empty_texts']:,}"),
+        ("mean review length (chars)", f"{stats['mean_review_length']:.1f}"),
+        ("users without training item", f"{no_train.get('count', 0):,}"),
+        ("items without training item", f"{stats.get('items_without_train', 0):,}"),
+    ]
+    if no_train.get("count"):
+        more = " ..." if no_train["count"] > len(no_train.get("ids", [])) else ""
+        rows.append(("  their ids", ", ".join(no_train.get("ids", [])) + more))
+    lines = ["| statistic | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows if v != ""]
+    return "\n".join(lines)
+
+
+def _progress(records: Iterator[Any], paths: list[str]) -> Iterator[Any]:
+    size = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    if size < _PROGRESS_BYTES:
+        return records
+    from tqdm import tqdm
+
+    return iter(tqdm(records, desc="reading", unit=" reviews", file=sys.stderr, mininterval=1.0))
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from symcere.data.preprocess import build_dataset
+    from symcere.data.readers import parse_columns, read_reviews
+
+    columns = parse_columns(args.columns) if args.columns else None
+    name = args.name or Path(args.out).name
+    records = _progress(read_reviews(args.input, args.format, columns), args.input)
+    out = build_dataset(
+        records,
+        args.out,
+        name=name,
+        k_core=args.k_core,
+        user_k=args.user_k,
+        item_k=args.item_k,
+        ratios=args.ratios,
+        text_budget=args.text_budget,
+        extra_meta={
+            "source": {"inputs": [Path(p).name for p in args.input], "format": args.format, "columns": columns}
+        },
+        overwrite=args.overwrite,
+    )
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    print(f"wrote {out}\n")
+    print(stats_markdown(meta["stats"], name))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from symcere.data.dataset import read_meta
+
+    meta = read_meta(args.dir)
+    if args.json:
+        print(json.dumps(meta["stats"], indent=2))
+    else:
+        print(stats_markdown(meta["stats"], meta.get("name", "")))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import replace
+
+    from symcere.data.synthetic import SynthConfig, make_synthetic_dataset, parse_overrides
+
+    base = SynthConfig.tiny() if args.preset == "tiny" else SynthConfig()
+    cfg = parse_overrides(args.set, base)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    t0 = time.time()
+    out = make_synthetic_dataset(
+        args.out, cfg, overwrite=args.overwrite, name=args.name or Path(args.out).name, k_core=args.k_core
+    )
+    stats = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["stats"]
+    splits = stats["splits"]
+    print(
+        f"wrote {out} in {time.time() - t0:.1f}s: {stats['users']:,} users, {stats['items']:,} items, "
+        f"{stats['interactions']:,} interactions (train/valid/test "
+        f"{splits['train']:,}/{splits['valid']:,}/{splits['test']:,})"
+    )
+    return 0
+
+
+def cmd_export_recbole(args: argparse.Namespace) -> int:
+    from symcere.data.export import export_recbole
+
+    for path in export_recbole(args.dir, args.out, args.name, force=args.force):
+        print(path)
+    return 0
+
+
+# --------------------------------------------------------------------- train, evaluate, recommend, quickstart
+
+
+def _resolve(args: argparse.Namespace, model: str):
+    from symcere.config import load_config
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    return load_config(model, preset=args.preset, files=args.config, overrides=overrides)
+
+
+def _summary_rows(name: str, result) -> dict:
+    row = {"model": name, "status": result.status}
+    for split, metrics in (("valid", result.valid), ("test", result.test)):
+        for key in ("hr@10", "ndcg@10"):
+            row[f"{split} {key}"] = metrics.get(key)
+    row.update({"epochs": result.epochs, "s/epoch": result.seconds_per_epoch})
+    return row
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from symcere.data import Dataset
+    from symcere.tables import markdown_table
+    from symcere.training.run import train
+
+    cfg = _resolve(args, args.model)
+    dataset = Dataset.load(args.data)
+    result = train(dataset, cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(markdown_table([_summary_rows(args.model, result)]))
+    if result.status == "diverged":
+        print(
+            f"symcere: training diverged: {result.message}; recorded in {Path(args.out) / 'metrics.json'}",
+            file=sys.stderr,
+        )
+        return 3
+    print(f"run saved in {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from symcere.evaluation.evaluator import evaluate_split
+    from symcere.tables import markdown_table
+    from symcere.training.run import load_run
+
+    model, dataset, cfg, _ = load_run(args.run_dir, args.data)
+    with torch.no_grad():
+        res = evaluate_split(
+            model.score,
+            dataset,
+            args.split,
+            ks=tuple(args.k),
+            max_batch_elements=int(cfg["eval"]["max_batch_elements"]),
+            progress=True,
+        )
+    if args.json:
+        print(json.dumps(res.metrics, indent=2))
+    else:
+        print(markdown_table([{"metric": k, args.split: v} for k, v in res.metrics.items()]))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from symcere.evaluation.evaluator import topk_items
+    from symcere.io import write_text
+    from symcere.training.run import load_run
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SymcereError(f"{out} exists; pass --force to overwrite it")
+    model, dataset, cfg, _ = load_run(args.run_dir, args.data)
+    splits = {"train": ["train"], "train+valid": ["train", "valid"], "all": ["train", "valid", "test"]}
+    seen = sum(dataset.matrix(s) for s in splits[args.exclude_seen])
+    if args.users:
+        index = {u: i for i, u in enumerate(dataset.user_ids)}
+        wanted, unknown = [], []
+        try:
+            lines = Path(args.users).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SymcereError(f"cannot read the --users file {args.users}: {exc}") from None
+        for n, line in enumerate(lines, 1):
+            uid = line.strip()
+            if uid:
+                (wanted.append(index[uid]) if uid in index else unknown.append(f"{uid} (line {n})"))
+        if unknown:
+            raise SymcereError(
+                f"{args.users}: unknown user ids: {', '.join(unknown[:5])}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            )
+        users = np.array(wanted, dtype=np.int64)
+    else:
+        users = np.arange(dataset.n_users, dtype=np.int64)
+    with torch.no_grad():
+        items, scores = topk_items(
+            model.score,
+            seen.tocsr(),
+            torch.from_numpy(users),
+            args.k,
+            max_batch_elements=int(cfg["eval"]["max_batch_elements"]),
+        )
+    rows = ["user\titem\trank\tscore\n"]
+    for row, u in enumerate(users):
+        for rank in range(items.shape[1]):
+            s = float(scores[row, rank])
+            if s == float("-inf"):
+                continue  # fewer than k candidates left for this user
+            rows.append(f"{dataset.user_ids[u]}\t{dataset.item_ids[int(items[row, rank])]}\t{rank + 1}\t{s:.6f}\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text(out, "".join(rows))
+    print(f"wrote top-{args.k} lists for {len(users)} users to {out}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from symcere.experiments.quickstart import run_quickstart
+
+    return run_quickstart(Path(args.workdir), args.models, progress=not args.quiet)
+
+
+# ------------------------------------------------------------------------------------------- experiments
+
+
+def _print_tables(written: list) -> None:
+    for path in written:
+        if path.name == "table2.md":
+            print(path.read_text(encoding="utf-8"))
+    print("\n".join(f"wrote {p}" for p in written))
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from symcere.experiments.plan import load_plan
+
+    plan = load_plan(args.plan, args.out)
+    if args.tables_only:
+        from symcere.experiments.report_tables import write_tables
+
+        _print_tables(write_tables(plan.out, show_std=args.std))
+        return 0
+    from symcere.experiments.runner import run_plan
+
+    summary = run_plan(
+        plan,
+        only_datasets=args.only_datasets,
+        only_models=args.only_models,
+        dry_run=args.dry_run,
+        quiet=args.quiet,
+        show_std=args.std,
+    )
+    if args.dry_run:
+        return 0
+    if not args.quiet:
+        _print_tables(summary["tables"])
+    if summary["failed"]:
+        print(f"symcere: {len(summary['failed'])} runs failed: {', '.join(summary['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_experiment_tables(args: argparse.Namespace) -> int:
+    from symcere.experiments.report_tables import write_tables
+
+    _print_tables(write_tables(args.out, show_std=args.std))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ analyze
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from symcere.analysis.report import AnalyzeOptions, analyze
+
+    if args.lime_samples < 0 or args.lime_perturbations < 2 or args.pairs < 1:
+        raise SymcereError("--lime-samples must be >= 0, --lime-perturbations >= 2 and --pairs >= 1")
+    opts = AnalyzeOptions(
+        seed=args.seed,
+        n_pairs=args.pairs,
+        lime=not args.no_lime,
+        lime_samples=args.lime_samples,
+        lime_perturbations=args.lime_perturbations,
+        projection=args.projection,
+        data_dir=args.data,
+        progress=not args.quiet,
+    )
+    res = analyze(args.run_dirs, args.out, opts)
+    print(f"report: {res['report_md']}")
+    print(f"        {res['report_html']}")
+    for r in res["runs"]:
+        if r.anchoring is not None:
+            a = r.anchoring
+            print(f"LIME {r.label}: {a['n']} interactions x {a['perturbations']} perturbations in {a['seconds']:.1f} s")
+    print(f"total {res['seconds']:.1f} s")
+    return 0
