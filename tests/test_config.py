@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import yaml
 
 from symcere.config import (
     available_models,
@@ -156,12 +159,12 @@ def test_model_name_cannot_change():
 
 def test_presets_load():
     default = load_config("symcere")
-    assert default["model"]["preset"] == "default"
+    assert default["preset"] == "default"
     assert load_config("symcere", preset="default") == default
     assert default["text"]["mode"] == "frozen" and default["loss"]["cross"] == "sincere"
 
     paper = load_config("symcere", preset="paper")
-    assert paper["model"]["preset"] == "paper"
+    assert paper["preset"] == "paper"
     # Eq. 13 as written: alpha 0.5, beta 0.05, LoRA text encoder, no L2 regulariser
     assert paper["text"]["mode"] == "lora"
     assert paper["loss"]["alpha"] == 0.5 and paper["loss"]["beta"] == 0.05
@@ -171,23 +174,37 @@ def test_presets_load():
 
 
 def test_preset_named_in_override_or_file_is_applied(tmp_path):
-    via_override = load_config("symcere", overrides=["model.preset=paper"])
+    via_override = load_config("symcere", overrides=["preset=paper"])
     assert via_override == load_config("symcere", preset="paper")
     f = tmp_path / "p.yaml"
-    f.write_text("model:\n  preset: paper\ntrain:\n  lr: 0.002\n")
+    f.write_text("preset: paper\ntrain:\n  lr: 0.002\n")
     via_file = load_config("symcere", files=[f])
     assert via_file["text"]["mode"] == "lora" and via_file["train"]["lr"] == 0.002
     # the override still wins over the preset's values
     assert load_config("symcere", preset="paper", overrides=["text.mode=frozen"])["text"]["mode"] == "frozen"
-    none = load_config("symcere", overrides=["model.preset=null"])
-    assert none["model"]["preset"] is None
+    none = load_config("symcere", overrides=["preset=null"])
+    assert none["preset"] is None
 
 
-def test_merge_non_strict_adds_keys_and_strict_refuses():
+@dataclasses.dataclass
+class _A:
+    b: int = 1
+
+
+@dataclasses.dataclass
+class Root:
+    a: _A = dataclasses.field(default_factory=_A)
+
+
+def test_merge_adds_keys_and_validate_refuses_unknown_ones():
+    from symcere.config import validate
+
     base = {"a": {"b": 1}}
-    assert merge(base, {"a": {"c": 2}}, strict=False) == {"a": {"b": 1, "c": 2}}
+    assert merge(base, {"a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
     with pytest.raises(SymcereError, match="unknown config key 'a.c'"):
-        merge(base, {"a": {"c": 2}})
+        validate(Root, {"a": {"c": 2}})
+    with pytest.raises(SymcereError, match="'a.b' expects an integer"):
+        validate(Root, {"a": {"b": "x"}})
     assert base == {"a": {"b": 1}}  # inputs are not modified
 
 
@@ -214,16 +231,111 @@ def test_dump_round_trips(tmp_path):
     assert load_config("symcere", files=[f]) == cfg
 
 
-def test_config_hash_ignores_added_keys_at_their_neutral_value():
-    from symcere.config import NEUTRAL_ADDED_KEYS, config_hash
+def test_runs_of_earlier_versions_migrate_to_todays_keys():
+    """A config.yaml written by 0.1.0 (before the typed schema) resolves to today's configuration."""
+    from symcere.config import migrate
 
-    cfg = load_config("symcere", preset="paper")  # the paper preset leaves the added keys at the model defaults
-    before = {s: {k: v for k, v in sec.items()} if isinstance(sec, dict) else sec for s, sec in cfg.items()}
-    for section, key in NEUTRAL_ADDED_KEYS:
-        before[section].pop(key)  # a run recorded before these keys existed
-    assert config_hash(cfg) == config_hash(before)
-    changed = load_config("symcere", preset="paper", overrides=["text.shuffle_items=true"])
-    assert config_hash(changed) != config_hash(cfg)
-    # every neutral value is the model file's default, so a run without the key really behaves as before
-    for (section, key), neutral in NEUTRAL_ADDED_KEYS.items():
-        assert cfg[section][key] == neutral
+    old = yaml.safe_load(OLD_LIGHTGCN)
+    assert migrate(old) == load_config("lightgcn", overrides={"train.lr": 0.005})
+    old = yaml.safe_load(OLD_SYMCERE)
+    assert migrate(old) == load_config("symcere", overrides={"text.bf16": True})
+    # a removed research variant at a non-neutral value is refused with the commit that has it
+    old["model"]["score"] = "fused"
+    with pytest.raises(SymcereError, match="model.score='fused'.*bd9493f"):
+        migrate(old)
+    sgl = yaml.safe_load(OLD_LIGHTGCN.replace("name: lightgcn", "name: sgl").replace(
+        "  layers: 3", "  layers: 3\n  edge_dropout: 0.2\n  ssl_tau: 0.2\n  ssl_weight: 0.1\n  view_every: step"))
+    cfg = migrate(sgl)
+    assert cfg["views"] == {"edge_dropout": 0.2, "every": "step"} and cfg["loss"]["ssm_tau"] == 0.1
+
+
+OLD_LIGHTGCN = """seed: 0
+model:
+  name: lightgcn
+  preset: null
+  dim: 64
+  layers: 3
+  normalize: false
+train:
+  lr: 0.005
+  batch_size: 2048
+  max_epochs: 1000
+  reg: 0.0001
+  eval_every_steps: 50
+  patience_steps: 600
+  min_steps: 0
+  max_minutes: null
+  threads: null
+  num_negatives: 1
+eval:
+  ks: [10, 20]
+  metric: ndcg@10
+  max_batch_elements: 16777216
+loss:
+  rec: bpr
+  tau: 0.1
+"""
+
+OLD_SYMCERE = """seed: 0
+model:
+  name: symcere
+  preset: default
+  dim: 64
+  backbone: lightgcn
+  layers: 3
+  message_dropout: 0.1
+  normalize: true
+  rank_normalize: false
+  align: interaction
+  score: graph
+  fuse_weight: 0.5
+  popularity_prior: 0.0
+  text_in_graph: false
+train:
+  lr: 0.005
+  batch_size: 2048
+  max_epochs: 1000
+  reg: 0.0001
+  eval_every_steps: 50
+  patience_steps: 600
+  min_steps: 0
+  max_minutes: null
+  threads: null
+  num_negatives: 1
+eval:
+  ks: [10, 20]
+  metric: ndcg@10
+  max_batch_elements: 16777216
+text:
+  model: minilm
+  pooling: mean
+  max_tokens: 128
+  item_pooling: review_mean
+  shuffle_items: false
+  mode: frozen
+  lora_r: 8
+  lora_alpha: 16
+  lora_dropout: 0.05
+  lora_targets: null
+  mask_strategy: drop
+  mask_rate: 0.15
+  n_views: 4
+  lr: null
+  bf16: true
+  cache_dir: null
+loss:
+  cross: sincere
+  cross_weight: 0.01
+  tau: 0.1
+  intra_tau: 0.1
+  alpha: 0.0
+  intra_graph: interaction
+  edge_dropout: 0.1
+  view_every: epoch
+  rec: bpr
+  beta: 1.0
+  bpr_reduction: mean
+  rec_tau: 0.1
+  rec_mask: false
+  warmup_epochs: 0
+"""

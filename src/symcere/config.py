@@ -1,26 +1,31 @@
-"""Configuration: shipped YAML defaults, user YAML files and dotted ``--set`` overrides, validated.
+"""Configuration: the typed schema's defaults, a preset, user YAML files and ``--set`` overrides, validated.
 
-A configuration is a nested dict. Its schema is the merge of ``configs/base.yaml`` (shared by every model)
-and ``configs/<model>.yaml`` (the model's own keys and defaults). A user file or override may only set keys
-that exist in that schema: an unknown key is an error naming the key and the nearest valid one. Presets
-(``configs/<model>.<preset>.yaml``) are files in the same schema applied on top of the model defaults.
+The schema (``symcere.schema``) is the only source of defaults. Layers are applied in order — defaults ->
+preset (``configs/<model>.<preset>.yaml``) -> user files -> overrides — and every layer is validated against
+the schema by one validator (``validate``), which also serves experiment plans and the synthetic generator:
+an unknown key names the nearest valid key, a wrong type names the expected type. A resolved configuration is
+a plain nested dict holding every effective value.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from symcere.errors import SymcereError
+from symcere.errors import ConfigError, SymcereError
+from symcere.schema import SCHEMAS
 
 Config = dict[str, Any]
 
@@ -38,17 +43,18 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _load_yaml(text: str) -> Any:
+def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-def _read_yaml(path: Path | Any, what: str) -> Config:
+def read_yaml(path: Path | Any, what: str) -> Config:
+    """A YAML file holding a mapping; errors name the file, line and column."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise SymcereError(f"{what} not found: {path}") from exc
     try:
-        data = _load_yaml(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -63,81 +69,168 @@ def _shipped(name: str) -> Any:
 
 
 def available_models() -> list[str]:
-    files = resources.files("symcere").joinpath("configs").iterdir()
-    names = [p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml")]
-    return sorted(n for n in names if n != "base" and "." not in n)
+    return sorted(SCHEMAS)
 
 
 def available_presets(model: str) -> list[str]:
     prefix = f"{model}."
     files = resources.files("symcere").joinpath("configs").iterdir()
-    names = (
-        p.name[len(prefix) : -len(".yaml")] for p in files if p.name.startswith(prefix) and p.name.endswith(".yaml")
-    )
-    return sorted(n for n in names if n)  # 'symcere.yaml' itself is the model file, not a preset
+    return sorted(p.name[len(prefix) : -len(".yaml")] for p in files if p.name.startswith(prefix))
 
 
-def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool = True, where: str = "") -> Config:
-    """Return ``base`` updated by ``update`` (recursively). With ``strict`` every key must exist in base."""
+# -- the one validator -----------------------------------------------------------------------------------------
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(a, value) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_fits(typing.get_args(hint)[0], v) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def validate(cls: type, layer: Mapping[str, Any], where: str = "") -> None:
+    """Check that ``layer`` (a partial nested mapping) fits the dataclass ``cls``; raise ``ConfigError`` naming
+    the key, the nearest valid key or the expected type."""
+    hints = _hints(cls)
+    for key, value in layer.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in hints:
+            options = [f"{where}.{k}" if where else k for k in hints]
+            near = difflib.get_close_matches(dotted, options, n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys here: {', '.join(sorted(options))}"
+            raise ConfigError(f"unknown config key '{dotted}'{hint}")
+        hint_t = hints[key]
+        if dataclasses.is_dataclass(hint_t):
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    f"config key '{dotted}' is a section: set its keys ({dotted}.KEY=VALUE), got {value!r}"
+                )
+            validate(hint_t, value, dotted)
+        elif isinstance(value, Mapping):
+            raise ConfigError(f"config key '{dotted}' is a single value, not a section; got {value!r}")
+        elif not _fits(hint_t, value):
+            if hint_t is float and isinstance(value, str):
+                value_s = f"{value!r} (a string)"
+            else:
+                value_s = repr(value)
+            raise ConfigError(f"config key '{dotted}' expects {_type_name(hint_t)}, got {value_s}")
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> Config:
+    """``base`` updated by ``update`` (recursively; ``update`` must already be validated)."""
     out = copy.deepcopy(dict(base))
     for key, value in update.items():
-        dotted = f"{where}.{key}" if where else str(key)
-        if strict and key not in out:
-            raise SymcereError(_unknown_key_message(dotted, base, where))
-        if strict:
-            _check_type(dotted, out[key], value)
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value, strict=strict, where=dotted)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def _check_type(dotted: str, old: Any, new: Any) -> None:
-    """A strict update keeps a key's kind: sections stay sections, numbers numbers, booleans booleans, lists
-    lists. Keys whose default is null (optional settings) or a string accept any value."""
-    if old is None:
-        return
-    if isinstance(old, Mapping) and not isinstance(new, Mapping):
-        raise SymcereError(f"config key '{dotted}' is a section: set its keys ({dotted}.KEY=VALUE), got {new!r}")
-    if isinstance(new, Mapping) and not isinstance(old, Mapping):
-        raise SymcereError(f"config key '{dotted}' is a single value, not a section; got {new!r}")
-    if isinstance(old, bool):
-        if not isinstance(new, bool):
-            raise SymcereError(f"config key '{dotted}' expects true or false, got {new!r}")
-    elif isinstance(old, int | float):
-        if isinstance(new, bool) or not isinstance(new, int | float):
-            raise SymcereError(f"config key '{dotted}' expects a number, got {new!r}")
-    elif isinstance(old, list):
-        if not isinstance(new, list):
-            raise SymcereError(f"config key '{dotted}' expects a list (e.g. [10, 20]), got {new!r}")
+def build(cls: type, layers: Iterable[Mapping[str, Any]] = ()) -> Any:
+    """An instance of the dataclass ``cls``: its defaults updated by each validated layer in turn."""
+    cfg = dataclasses.asdict(cls())
+    for layer in layers:
+        validate(cls, layer)
+        cfg = merge(cfg, layer)
+    return _instance(cls, cfg)
 
 
-def _unknown_key_message(dotted: str, section: Mapping[str, Any], where: str) -> str:
-    options = [f"{where}.{k}" if where else str(k) for k in section]
-    near = difflib.get_close_matches(dotted, options, n=1, cutoff=0.5)
-    hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys here: {', '.join(sorted(options))}"
-    return f"unknown config key '{dotted}'{hint}"
+def _instance(cls: type, values: Mapping[str, Any]) -> Any:
+    hints = _hints(cls)
+    kwargs = {k: _instance(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def nested(layer: Mapping[str, Any]) -> Config:
+    """Dotted keys of a mapping expanded into sections: ``{'train.lr': 1}`` -> ``{'train': {'lr': 1}}``."""
+    out: Config = {}
+    for key, value in layer.items():
+        parts = [p for p in str(key).split(".") if p]
+        if not parts:
+            raise ConfigError(f"empty config key in {dict(layer)!r}")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{key}' sets a key inside a single value")
+        node[parts[-1]] = nested(value) if isinstance(value, Mapping) else value
+    return out
 
 
 def parse_override(text: str) -> Config:
     """``'train.lr=5e-4'`` -> ``{'train': {'lr': 0.0005}}`` (the value is parsed as YAML)."""
     if "=" not in text:
-        raise SymcereError(f"override '{text}' must look like section.key=value (e.g. train.lr=5e-4)")
+        raise ConfigError(f"override '{text}' must look like section.key=value (e.g. train.lr=5e-4)")
     key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise SymcereError(f"override '{text}' has an empty key")
+    if not key.strip().strip("."):
+        raise ConfigError(f"override '{text}' has an empty key")
     try:
-        value = _load_yaml(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise SymcereError(f"override '{text}': value is not valid YAML ({exc})") from exc
-    node: Config = {}
-    cur = node
-    for p in parts[:-1]:
-        cur = cur.setdefault(p, {})
-    cur[parts[-1]] = value
-    return node
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
+    return nested({key.strip(): value})
+
+
+def as_layer(spec: Mapping[str, Any] | Iterable[str] | None) -> Config:
+    """A settings layer from a mapping (nested or dotted keys) or a list of ``key=value`` strings."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        return nested(spec)
+    if isinstance(spec, str):
+        return parse_override(spec)
+    layer: Config = {}
+    for item in spec:
+        layer = merge(layer, parse_override(str(item)))
+    return layer
+
+
+# -- model configurations ------------------------------------------------------------------------------------
+def _check_model(model: str) -> type:
+    if model not in SCHEMAS:
+        near = difflib.get_close_matches(model, available_models(), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(f"unknown model '{model}'{hint} (available: {', '.join(available_models())})")
+    return SCHEMAS[model]
+
+
+def preset_layer(model: str, preset: str) -> Config:
+    """What preset ``preset`` of ``model`` changes (its YAML file)."""
+    if preset not in available_presets(model):
+        presets = ", ".join(available_presets(model)) or "none"
+        raise ConfigError(f"unknown preset '{preset}' for model '{model}' (available: {presets})")
+    return read_yaml(_shipped(f"{model}.{preset}.yaml"), "preset")
 
 
 def load_config(
@@ -145,62 +238,146 @@ def load_config(
     *,
     preset: str | None = None,
     files: Iterable[str | Path] = (),
-    overrides: Iterable[str] = (),
+    overrides: Iterable[str] | Mapping[str, Any] = (),
 ) -> Config:
-    """Resolve a model's configuration: base -> model defaults -> preset -> user files -> overrides."""
-    if model not in available_models():
-        near = difflib.get_close_matches(model, available_models(), n=1)
-        hint = f"; did you mean '{near[0]}'?" if near else ""
-        raise SymcereError(f"unknown model '{model}'{hint} (available: {', '.join(available_models())})")
-    cfg = merge(
-        _read_yaml(_shipped("base.yaml"), "config"),
-        _read_yaml(_shipped(f"{model}.yaml"), "config"),
-        strict=False,
-    )
-    cfg["model"]["name"] = model
-    layers = [_read_yaml(Path(f), "config file") for f in files] + [parse_override(o) for o in overrides]
+    """Resolve a model's configuration: schema defaults -> preset -> user files -> overrides.
+
+    ``overrides`` are ``key=value`` strings or a mapping (nested or dotted keys). The preset may also be named
+    by a file or an override (``preset: paper``); the last one named wins."""
+    cls = _check_model(model)
+    layers = [read_yaml(Path(f), "config file") for f in files] + [as_layer(overrides)]
     if preset is None:
-        # the preset named last by a file or an override (null = none), else the model's default
-        preset = cfg["model"].get("preset")
-        for layer in layers:
-            section = layer.get("model")
-            if isinstance(section, Mapping) and "preset" in section:
-                preset = section["preset"]
-    if preset:
-        if preset not in available_presets(model):
-            raise SymcereError(
-                f"unknown preset '{preset}' for model '{model}' (available: {', '.join(available_presets(model))})"
-            )
-        cfg = merge(cfg, _read_yaml(_shipped(f"{model}.{preset}.yaml"), "preset"))
+        preset = cls().preset  # the model's default preset, unless a file or an override names another
     for layer in layers:
-        cfg = merge(cfg, layer)
-    cfg["model"]["preset"] = preset or None  # the preset actually applied
+        validate(cls, layer)
+        if "preset" in layer:
+            preset = layer["preset"]
+    chosen = [preset_layer(model, preset)] if preset else []
+    for layer in chosen:
+        validate(cls, layer, where="")
+    cfg = dataclasses.asdict(build(cls, [*chosen, *layers]))
+    cfg["preset"] = preset or None
     if cfg["model"]["name"] != model:
-        raise SymcereError(f"config sets model.name={cfg['model']['name']!r} but the model is {model!r}")
+        raise ConfigError(f"config sets model.name={cfg['model']['name']!r} but the model is {model!r}")
     return cfg
 
 
-# Keys added after version 0.1.0 runs were recorded, with the value that reproduces the behaviour from before the
-# key existed. ``config_hash`` leaves them out while they hold that value, so adding an option never makes
-# finished runs (and tuning results) look stale. Append here whenever a new key is added to a shipped YAML.
-NEUTRAL_ADDED_KEYS: dict[tuple[str, str], Any] = {
-    ("text", "item_pooling"): "concat",
-    ("text", "shuffle_items"): False,
+def options(cfg: Mapping[str, Any]) -> Any:
+    """The typed configuration object of a resolved configuration (``cfg['model']['name']`` picks the class)."""
+    cls = _check_model(str(cfg["model"]["name"]))
+    return build(cls, [{k: v for k, v in cfg.items()}])
+
+
+# -- runs written before the typed schema --------------------------------------------------------------------
+#: renamed keys (old dotted key -> new dotted key), per model ("*" = every model)
+RENAMED: dict[str, dict[str, str]] = {
+    "*": {"model.preset": "preset", "loss.tau": "loss.ssm_tau"},
+    "symcere": {
+        "loss.tau": "loss.cross_tau",
+        "loss.edge_dropout": "views.edge_dropout",
+        "loss.view_every": "views.every",
+    },
+    "sgl": {"model.edge_dropout": "views.edge_dropout", "model.view_every": "views.every"},
+    "dgclr": {
+        "model.text_model": "text.model",
+        "model.text_max_tokens": "text.max_tokens",
+        "model.text_batch_size": "text.batch_size",
+        "model.text_cache_dir": "text.cache_dir",
+    },
+}
+#: SymCERE research variants removed from the model (docs/RESULTS.md; the code is at commit bd9493f): a run that
+#: used one at another value than this cannot be rebuilt by this version
+REMOVED: dict[str, dict[str, Any]] = {
+    "symcere": {
+        "model.align": "interaction",
+        "model.score": "graph",
+        "model.fuse_weight": None,
+        "model.popularity_prior": 0.0,
+        "model.text_in_graph": False,
+        "loss.intra_graph": "interaction",
+        "loss.warmup_epochs": 0,
+        "loss.rec": "bpr",
+        "loss.rec_tau": None,
+        "loss.rec_mask": None,
+    },
+}
+#: values renamed with their key
+RENAMED_VALUES: dict[tuple[str, str], dict[Any, Any]] = {
+    ("dgclr", "model.text_features"): {"minilm": "text"},
 }
 
 
-def config_hash(cfg: Mapping[str, Any]) -> str:
-    """A short, stable hash of a resolved configuration (used to recognise finished runs).
+def _pop(cfg: Config, dotted: str) -> tuple[bool, Any]:
+    *path, last = dotted.split(".")
+    node: Any = cfg
+    for p in path:
+        node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        return True, node.pop(last)
+    return False, None
 
-    Keys of ``NEUTRAL_ADDED_KEYS`` at their neutral value are left out (see there)."""
-    cfg = copy.deepcopy(dict(cfg))
-    for (section, key), neutral in NEUTRAL_ADDED_KEYS.items():
-        node = cfg.get(section)
-        if isinstance(node, dict) and key in node and node[key] == neutral:
-            del node[key]
-    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+
+def _put(cfg: Config, dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    node = cfg
+    for p in path:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def migrate(saved: Mapping[str, Any], source: str = "config.yaml") -> Config:
+    """A configuration saved by an earlier version, in today's keys (values kept); then validated and completed
+    with today's defaults. Settings of removed variants at a non-neutral value are an error naming them."""
+    cfg = copy.deepcopy(dict(saved))
+    model = str((cfg.get("model") or {}).get("name"))
+    _check_model(model)
+    renames = {**RENAMED["*"], **RENAMED.get(model, {})}
+    for old, new in renames.items():
+        found, value = _pop(cfg, old)
+        if found:
+            _put(cfg, new, value)
+    for (owner, dotted), mapping in RENAMED_VALUES.items():
+        if owner in ("*", model):
+            found, value = _pop(cfg, dotted)
+            if found:
+                _put(cfg, dotted, mapping.get(value, value) if isinstance(value, str) else value)
+    for dotted, neutral in REMOVED.get(model, {}).items():
+        found, value = _pop(cfg, dotted)
+        if found and neutral is not None and value != neutral:
+            raise SymcereError(
+                f"{source} uses {dotted}={value!r}, a research variant removed from this version "
+                "(docs/RESULTS.md lists its results; symcere commit bd9493f has its code)"
+            )
+    if model == "symcere" and isinstance(cfg.get("text"), dict):
+        cfg["text"].setdefault("item_pooling", "concat")  # the key's value before it existed
+    return dataclasses.asdict(build(SCHEMAS[model], [cfg]))
+
+
+# -- hashing and dumping ---------------------------------------------------------------------------------------
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """A short, stable hash of a resolved configuration (used to recognise finished runs)."""
+    blob = json.dumps(dict(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def dump(cfg: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(cfg), sort_keys=False)
+    """A resolved configuration as YAML, with a header naming the preset and what it changes."""
+    text = yaml.safe_dump(dict(cfg), sort_keys=False)
+    preset = cfg.get("preset")
+    if not preset:
+        return text
+    changes = flatten(preset_layer(str(cfg["model"]["name"]), str(preset)))
+    lines = [f"# preset '{preset}' sets: " + ", ".join(f"{k}={v}" for k, v in changes.items())]
+    return "\n".join(lines) + "\n" + text
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{'train': {'lr': 1}}`` -> ``{'train.lr': 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -249,7 +249,9 @@ class DGCLRConfig(ModelConfig):
 
     model: DGCLRModel = section(DGCLRModel, "model")
     loss: DGCLRLoss = section(DGCLRLoss, "loss")
-    text: TextOptions = section(TextOptions, "frozen text encoder of the review features", batch_size=64)
+    text: TextOptions = section(
+        TextOptions, "frozen text encoder of the review features", batch_size=64, item_pooling="concat"
+    )
 
 
 @dataclass
@@ -257,6 +259,7 @@ class SymCEREConfig(ModelConfig):
     """SymCERE (symcere.md section 3). These defaults are the preset chosen on validation (docs/RESULTS.md);
     ``--preset paper`` is Eq. 13 as written."""
 
+    preset: str | None = opt("default", "the preset applied: default (these values) | paper (Eq. 13 as written)")
     model: SymCEREModel = section(SymCEREModel, "graph side")
     text: TextOptions = section(TextOptions, "text side")
     loss: SymCERELoss = section(SymCERELoss, "Eq. 13")

@@ -683,17 +683,13 @@ def make_synthetic_dataset(
 
 
 def parse_overrides(pairs: Sequence[str], base: SynthConfig | None = None) -> SynthConfig:
-    """``["seed=3", "objective_density=0"]`` applied to ``base`` (default config), with type conversion."""
-    cfg = base or SynthConfig()
-    changes: dict[str, Any] = {}
+    """``["seed=3", "objective_density=0"]`` applied to ``base`` (default config), checked by the one config
+    validator (``symcere.config.validate``: unknown field -> the nearest one, wrong type -> the expected type)."""
+    from symcere.config import build, parse_override
+
+    base = base or SynthConfig()
+    layers = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not hasattr(cfg, key):
-            raise SymcereError(f"--set {pair!r}: expected KEY=VALUE with KEY a SynthConfig field")
-        kind = type(getattr(cfg, key))
-        try:
-            changes[key] = kind(float(value)) if kind is int and "." in value else kind(value)
-        except ValueError:
-            raise SymcereError(f"--set {pair!r}: {value!r} is not a valid {kind.__name__}") from None
-    return replace(cfg, **changes)
+        layers.append(parse_override(key.strip().replace("-", "_") + sep + value))
+    return build(SynthConfig, [asdict(base), *layers])

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from symcere.config import Config, available_models, load_config
+from symcere.config import Config, as_layer, available_models, load_config, merge
 from symcere.errors import SymcereError
 
 ROLES = ("baseline", "ours", "ablation")
@@ -62,16 +62,17 @@ class ModelSpec:
     label: str
     model: str
     preset: str | None = None
-    set: list[str] = field(default_factory=list)
+    set: Config = field(default_factory=dict)  # settings layer (nested mapping), validated against the schema
     role: str = "baseline"
     ablation_of: str | None = None
     ablation_name: str | None = None
     backbone: str | None = None
     seeds: list[int] | None = None  # None = the plan's seeds
 
-    def config(self, seed: int, extra: list[str] = ()) -> Config:
-        """The resolved config of this model for ``seed`` (``extra`` overrides go last)."""
-        return load_config(self.model, preset=self.preset, overrides=[*self.set, *extra, f"seed={int(seed)}"])
+    def config(self, seed: int, extra: Any = ()) -> Config:
+        """The resolved config of this model for ``seed`` (``extra`` settings, e.g. tuned ones, go last)."""
+        layer = merge(merge(self.set, as_layer(extra)), {"seed": int(seed)})
+        return load_config(self.model, preset=self.preset, overrides=layer)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -153,13 +154,8 @@ def _dataset(c: _Checker, name: str, raw: Any, base: Path) -> DatasetSpec:
             c.fail(f"{key}.path", "must be a directory path")
         spec.path = (base / raw["path"]).resolve()
     if "synthetic" in raw:
-        from symcere.data.synthetic import SynthConfig
 
         synth = dict(c.mapping(raw["synthetic"] or {}, f"{key}.synthetic"))
-        allowed = {f.name for f in fields(SynthConfig)} | {"preset", "k_core"}
-        for k in synth:
-            if k not in allowed:
-                c.fail(f"{key}.synthetic.{k}", "not a SynthConfig field")
         if synth.get("preset", "default") not in ("default", "tiny"):
             c.fail(f"{key}.synthetic.preset", "must be 'default' or 'tiny'")
         try:
@@ -177,11 +173,16 @@ def _dataset(c: _Checker, name: str, raw: Any, base: Path) -> DatasetSpec:
 
 
 def synth_config(entry: dict[str, Any]):
-    """A ``synthetic:`` plan entry -> SynthConfig (``preset`` and ``k_core`` are not SynthConfig fields)."""
+    """A ``synthetic:`` plan entry -> SynthConfig, checked by the one config validator (``preset`` and
+    ``k_core`` are not SynthConfig fields)."""
+    from dataclasses import asdict
+
+    from symcere.config import build
     from symcere.data.synthetic import SynthConfig
 
     kw = {k: v for k, v in entry.items() if k not in ("preset", "k_core")}
-    return SynthConfig.tiny(**kw) if entry.get("preset") == "tiny" else SynthConfig(**kw)
+    base = SynthConfig.tiny() if entry.get("preset") == "tiny" else SynthConfig()
+    return build(SynthConfig, [asdict(base), kw])
 
 
 def _model(c: _Checker, label: str, raw: Any, full: ModelSpec | None) -> ModelSpec:
@@ -196,12 +197,15 @@ def _model(c: _Checker, label: str, raw: Any, full: ModelSpec | None) -> ModelSp
         c.fail(f"{key}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
     if (role == "ablation") != (parent is not None):
         c.fail(f"{key}.ablation_of", "an ablation (role: ablation) needs ablation_of, and only an ablation has one")
-    own_set = c.str_list(raw.get("set", []), f"{key}.set")
+    try:
+        own_set = as_layer(raw.get("set"))
+    except SymcereError as exc:
+        c.fail(f"{key}.set", f"{exc} (a mapping such as {{train.lr: 0.005}} or a list of key=value strings)")
     spec = ModelSpec(
         label=label,
         model=model,
         preset=raw.get("preset", full.preset if full else None),
-        set=[*full.set, *own_set] if full else own_set,
+        set=merge(full.set, own_set) if full else own_set,
         role=role,
         ablation_of=parent,
         ablation_name=str(raw.get("ablation_name", label)) if parent else None,

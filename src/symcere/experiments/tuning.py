@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from symcere.config import config_hash
+from symcere.config import config_hash, flatten
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, safe_name
 
@@ -66,9 +66,7 @@ def _source(plan: Plan, label: str) -> str | None:
 def _inherit(plan: Plan, label: str, source: str, overrides: list[str]) -> list[str]:
     if source == label:
         return overrides
-    own = {o.split("=", 1)[0].strip() for o in plan.models[label].set} - {
-        o.split("=", 1)[0].strip() for o in plan.models[source].set
-    }
+    own = set(flatten(plan.models[label].set)) - {*flatten(plan.models[source].set)}
     return [o for o in overrides if o.split("=", 1)[0].strip() not in own]
 
 

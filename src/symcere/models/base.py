@@ -31,7 +31,16 @@ class Recommender(nn.Module):
         super().__init__()
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
         self.cfg = cfg
-        self.num_negatives = int(cfg["train"].get("num_negatives", 1))
+        self.num_negatives = int(cfg["train"]["num_negatives"])
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters (and of every tensor it creates)."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -48,7 +57,8 @@ class Recommender(nn.Module):
 
 
 def training_graph(dataset: Any) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """The dataset's training edges and their normalised adjacency (cached per dataset)."""
+    """The dataset's training edges and their normalised adjacency (cached per dataset, on the CPU: a model
+    registers it as a buffer, so that it moves with the model)."""
     users, items = dataset.split_arrays("train")
     key = str(dataset.meta.get("content_hash", id(dataset)))
     return users, items, cached_adjacency(key, dataset.n_users, dataset.n_items, users, items)
@@ -62,20 +72,26 @@ class EmbeddingRecommender(Recommender):
     that scoring many user batches propagates once.
     """
 
+    rec_loss: str = "bpr"  #: ``loss.rec`` for models whose schema offers the choice
+    tau: float = 0.1  #: ``loss.ssm_tau``
+
     def __init__(self, dataset: Any, cfg: dict[str, Any]):
         super().__init__(dataset, cfg)
-        self.normalize = bool(cfg["model"].get("normalize", False))
-        loss_cfg = cfg.get("loss", {})
-        self.rec_loss = loss_cfg.get("rec", "bpr")
-        self.tau = float(loss_cfg.get("tau", 0.1))
-        self.reg = float(cfg["train"].get("reg", 0.0))
-        if self.rec_loss not in ("bpr", "bce", "ssm", "sm"):
-            raise ValueError(f"loss.rec must be one of bpr, bce, ssm, sm; got {self.rec_loss!r}")
+        self.normalize = bool(cfg["model"]["normalize"])
+        if "rec" in cfg["loss"]:  # models whose schema offers a choice of loss; SymCERE's Eq. 12 is BPR
+            self.rec_loss, self.tau = str(cfg["loss"]["rec"]), float(cfg["loss"]["ssm_tau"])
+        self.reg = float(cfg["train"]["reg"])
         if self.rec_loss in ("ssm", "sm"):
             self.num_negatives = 0 if self.rec_loss == "sm" else self.num_negatives
         elif self.num_negatives < 1:
             raise ValueError(f"loss.rec={self.rec_loss} needs train.num_negatives >= 1, got {self.num_negatives}")
         self._eval_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def register_graph(self, dataset: Any) -> None:
+        """The training edges (``train_users``, ``train_items``, numpy) and the normalised training adjacency as
+        the non-persistent buffer ``adj`` (Eq. 1): it moves with the model and is not saved in checkpoints."""
+        self.train_users, self.train_items, adj = training_graph(dataset)
+        self.register_buffer("adj", adj, persistent=False)
 
     # -- to implement -------------------------------------------------------------------------------------
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - interface

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from symcere.models.base import EmbeddingRecommender, training_graph
+from symcere.models.base import EmbeddingRecommender
 from symcere.models.graph import build_graph_encoder
 
 
@@ -24,9 +24,9 @@ class LightGCN(EmbeddingRecommender):
             self.n_items,
             int(m["dim"]),
             int(m["layers"]),
-            float(m.get("message_dropout", 0.0)),
+            float(m.get("message_dropout", 0.0)),  # NGCF's option; LightGCN has none
         )
-        _, _, self.adj = training_graph(dataset)
+        self.register_graph(dataset)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(self.adj)

@@ -37,12 +37,12 @@ class NeuMF(Recommender):
         super().__init__(dataset, cfg)
         m = cfg["model"]
         self.dim, hidden = int(m["dim"]), [int(h) for h in m["mlp_layers"]]
-        self.reg = float(cfg["train"].get("reg", 0.0))
+        self.reg = float(cfg["train"]["reg"])
         self.user_gmf, self.item_gmf = nn.Embedding(self.n_users, self.dim), nn.Embedding(self.n_items, self.dim)
         self.user_mlp, self.item_mlp = nn.Embedding(self.n_users, self.dim), nn.Embedding(self.n_items, self.dim)
         sizes = [2 * self.dim, *hidden]
         self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        self.drop = nn.Dropout(float(m.get("dropout", 0.0)))
+        self.drop = nn.Dropout(float(m["dropout"]))
         self.predict = nn.Linear(self.dim + sizes[-1], 1)
         for emb in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
             nn.init.normal_(emb.weight, std=0.01)

@@ -5,8 +5,8 @@ between two edge-dropout views of that graph.
 Assumptions and choices:
 
 * views (SGL-ED): each view keeps every TRAINING edge independently with probability
-  ``1 - model.edge_dropout`` and is re-normalised (``D^-1/2 A D^-1/2`` of the kept edges); the same subgraph
-  is used at every layer; both views are re-sampled at each epoch start (``model.view_every: epoch``, as in
+  ``1 - views.edge_dropout`` and is re-normalised (``D^-1/2 A D^-1/2`` of the kept edges); the same subgraph
+  is used at every layer; both views are re-sampled at each epoch start (``views.every: epoch``, as in
   the paper) or before every optimizer step (``step``);
 * view sampling uses its own generator ``np.random.default_rng([seed, epoch, draw])``: reproducible, resumes
   identically at an epoch boundary, and does not perturb the trainer's batch / negative sampling;
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from symcere import losses
-from symcere.models.base import Batch, training_graph
+from symcere.models.base import Batch
 from symcere.models.graph import edge_dropout, normalized_adjacency
 from symcere.models.lightgcn import LightGCN
 
@@ -34,13 +34,10 @@ from symcere.models.lightgcn import LightGCN
 class SGL(LightGCN):
     def __init__(self, dataset: Any, cfg: dict[str, Any]):
         super().__init__(dataset, cfg)
-        m = cfg["model"]
-        self.drop_rate, self.ssl_tau = float(m["edge_dropout"]), float(m["ssl_tau"])
-        self.ssl_weight, self.view_every = float(m["ssl_weight"]), str(m["view_every"])
-        if self.view_every not in ("epoch", "step"):
-            raise ValueError(f"model.view_every must be 'epoch' or 'step'; got {self.view_every!r}")
-        self.train_users, self.train_items, _ = training_graph(dataset)
-        self.seed, self.epoch, self._draw = int(cfg.get("seed", 0)), 0, 0
+        m, v = cfg["model"], cfg["views"]
+        self.drop_rate, self.ssl_tau = float(v["edge_dropout"]), float(m["ssl_tau"])
+        self.ssl_weight, self.view_every = float(m["ssl_weight"]), str(v["every"])
+        self.seed, self.epoch, self._draw = int(cfg["seed"]), 0, 0
         self.views: list[torch.Tensor] | None = None  # two normalised view adjacencies
         self.view_edges: list[int] = []  # edges kept in each view
 
@@ -50,7 +47,7 @@ class SGL(LightGCN):
         self.views, self.view_edges = [], []
         for _ in range(2):
             u, i = edge_dropout(self.train_users, self.train_items, self.drop_rate, rng)
-            self.views.append(normalized_adjacency(self.n_users, self.n_items, u, i))
+            self.views.append(normalized_adjacency(self.n_users, self.n_items, u, i).to(self.adj.device))
             self.view_edges.append(len(u))
 
     def on_epoch_start(self, epoch: int) -> None:

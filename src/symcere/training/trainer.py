@@ -26,11 +26,13 @@ import yaml
 from tqdm.auto import tqdm
 
 from symcere import __version__
-from symcere.config import config_hash, dump
+from symcere.config import config_hash, dump, migrate
 from symcere.errors import SymcereError
 from symcere.evaluation.evaluator import evaluate_split
 from symcere.evaluation.metrics import METRICS
-from symcere.training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from symcere.io import write_json, write_text
+from symcere.training.checkpoint import load_checkpoint, save_checkpoint
+from symcere.training.device import resolve_device, to_device
 from symcere.training.sampler import InteractionSampler
 from symcere.training.seeding import configure_threads, seed_everything
 
@@ -55,7 +57,9 @@ class RunResult:
     steps: int = 0
     seconds_per_epoch: float = 0.0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0
     peak_memory_mb: float = 0.0
+    device: str = ""
     message: str = ""
 
 
@@ -63,7 +67,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def environment(cfg: dict[str, Any]) -> dict[str, Any]:
+def environment(cfg: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
     import numpy
     import scipy
 
@@ -74,7 +78,8 @@ def environment(cfg: dict[str, Any]) -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
-        "device": "cpu",
+        "device": str(device),
+        "cuda": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else None,
         "threads": torch.get_num_threads(),
         "seed": cfg.get("seed"),
     }
@@ -108,6 +113,8 @@ class Trainer:
         if k_needed not in self.ks:
             self.ks = tuple(sorted({*self.ks, k_needed}))
         self.max_batch_elements = int(cfg["eval"]["max_batch_elements"])
+        self.device = resolve_device(t["device"])
+        self.model.to(self.device)
         self.sampler = InteractionSampler(dataset.matrix("train"), int(t["batch_size"]), model.num_negatives)
         groups = getattr(model, "param_groups", None)
         params = groups(float(t["lr"])) if callable(groups) else model.parameters()
@@ -140,25 +147,25 @@ class Trainer:
                 f"{self.run_dir} is not empty; use --resume to continue the run there, or choose another --out"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(dump(self.cfg), encoding="utf-8")
+        write_text(self.run_dir / "config.yaml", dump(self.cfg))
         write_json(
             self.run_dir / "env.json",
             {
-                **environment(self.cfg),
+                **environment(self.cfg, self.device),
                 "config_hash": config_hash(self.cfg),
                 "dataset": str(Path(self.dataset.path).resolve()) if getattr(self.dataset, "path", None) else "",
             },
         )
 
     #: settings that may change when a run is resumed (they do not change what is computed)
-    RESUMABLE_CHANGES = frozenset({("train", "threads"), ("train", "max_minutes")})
+    RESUMABLE_CHANGES = frozenset({("train", "threads"), ("train", "max_minutes"), ("train", "device")})
 
     def _check_resume_config(self) -> None:
         """Refuse to resume with another configuration than the run's (it would silently mix two runs)."""
         path = self.run_dir / "config.yaml"
         if not path.exists():
             return
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        saved = migrate(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
 
         def flat(d: Any, prefix: tuple = ()) -> dict[tuple, Any]:
             if not isinstance(d, dict):
@@ -197,7 +204,7 @@ class Trainer:
                     continue
                 if isinstance(record, dict) and record.get("epoch", 0) <= epoch:
                     kept.append(ln)
-            path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+            write_text(path, "".join(ln + "\n" for ln in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
@@ -209,7 +216,12 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             res = evaluate_split(
-                self.model.score, self.dataset, split, ks=self.ks, max_batch_elements=self.max_batch_elements
+                self.model.score,
+                self.dataset,
+                split,
+                ks=self.ks,
+                max_batch_elements=self.max_batch_elements,
+                device=self.device,
             )
         self.model.train()
         if per_user is not None:
@@ -231,6 +243,7 @@ class Trainer:
             "best_step": 0,
             "best_epoch": 0,
             "train_seconds": 0.0,
+            "eval_seconds": 0.0,
             "best_valid": {},
         }
         if resume:
@@ -240,6 +253,8 @@ class Trainer:
             state.update(ck["state"])
             rng.bit_generator.state = json.loads(ck["numpy_rng"])
             torch.set_rng_state(ck["torch_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in ck:
+                torch.cuda.set_rng_state(ck["cuda_rng"], self.device)
             self._truncate_log(state["epoch"])
         eval_every, patience = int(t["eval_every_steps"]), int(t["patience_steps"])
         min_steps, max_epochs = int(t["min_steps"]), int(t["max_epochs"])
@@ -264,6 +279,7 @@ class Trainer:
                 sums: dict[str, float] = {}
                 n_batches = 0
                 for batch in self.sampler.epoch(rng):
+                    batch = to_device(batch, self.device)
                     terms = self.model.loss(batch)
                     for name, value in terms.items():
                         if not torch.isfinite(value):
@@ -287,7 +303,10 @@ class Trainer:
                 stop = False
                 out_of_time = deadline is not None and time.time() > deadline
                 if state["step"] - state["last_eval_step"] >= eval_every or epoch == max_epochs or out_of_time:
+                    t1 = time.time()
                     valid = self.evaluate("valid")
+                    record["eval_seconds"] = round(time.time() - t1, 3)
+                    state["eval_seconds"] = state.get("eval_seconds", 0.0) + record["eval_seconds"]
                     state["last_eval_step"] = state["step"]
                     record["valid"] = valid
                     if valid[self.metric] > state["best"]:
@@ -301,6 +320,7 @@ class Trainer:
                     stop = state["step"] - state["best_step"] >= patience and state["step"] >= min_steps
                 # log first, then the checkpoint: a run killed in between re-trains this epoch on resume and
                 # the log line is dropped (_truncate_log), so the log never lacks an epoch
+                record["peak_rss_mb"] = round(peak_memory_mb(), 1)
                 self._log(record)
                 self._save(state, rng)  # every epoch: a killed run resumes from its last finished epoch
                 bar.update(1)
@@ -310,7 +330,7 @@ class Trainer:
                     step=state["step"],
                 )
                 if stop or out_of_time:
-                    message = "early stop" if stop else "time budget reached"
+                    message = "early stop" if stop else f"stopped by train.max_minutes={t['max_minutes']}"
                     break
         except Diverged as exc:
             status, message = "diverged", str(exc)
@@ -328,6 +348,7 @@ class Trainer:
                 "state": dict(state),
                 "numpy_rng": json.dumps(rng.bit_generator.state),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
             },
         )
 
@@ -341,6 +362,8 @@ class Trainer:
             best_step=state["best_step"],
             message=message,
             train_seconds=round(state["train_seconds"], 2),
+            eval_seconds=round(state.get("eval_seconds", 0.0), 2),
+            device=str(self.device),
             seconds_per_epoch=round(state["train_seconds"] / max(state["epoch"], 1), 4),
         )
         if status == "finished":
