@@ -151,3 +151,25 @@ def test_cli_bad_record_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "x.json, line 2: field 'reviewerID' is missing" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_export_writes_through_symcere_io(ds_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import symcere.io
+
+    out = tmp_path / "rb"
+    calls = {"n": 0}
+    real_fsync = symcere.io.os.fsync
+
+    def flaky_fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        real_fsync(fd)
+
+    monkeypatch.setattr(symcere.io.os, "fsync", flaky_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        export_recbole(ds_dir, out)
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.train.inter"]  # no torn file, no temp file left
+    monkeypatch.undo()
+    assert [p.name for p in export_recbole(ds_dir, out)] == ["tiny.train.inter", "tiny.valid.inter", "tiny.test.inter"]
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.test.inter", "tiny.train.inter", "tiny.valid.inter"]

@@ -258,3 +258,24 @@ def test_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(SymcereError, match="not a directory"):
         build_dataset(_grid(2, 2), tmp_path / "f", name="d")
+
+
+def test_dataset_json_written_through_symcere_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import symcere.data.preprocess as pre
+
+    out = build_dataset(_grid(6, 6), tmp_path / "d", name="first")
+    assert (out / "dataset.json").read_text(encoding="utf-8") == pre.meta_json(_meta(out))
+    # same permission bits as the parquet files (symcere.io's temporary file is created 0600)
+    assert len({p.stat().st_mode & 0o777 for p in out.iterdir()}) == 1
+    written: list[str] = []
+
+    def failing(path, text):
+        written.append(Path(path).name)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pre, "write_text", failing)
+    with pytest.raises(OSError, match="disk full"):
+        build_dataset(_grid(7, 6), out, name="second", overwrite=True)
+    assert written == ["dataset.json"]
+    assert _meta(out)["name"] == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]

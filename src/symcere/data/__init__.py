@@ -1,4 +1,5 @@
-"""Raw reviews -> dataset directory -> :class:`Dataset` (see docs/ARCHITECTURE.md for the contract)."""
+"""Raw reviews -> dataset directory -> :class:`Dataset`, or a pandas frame -> :meth:`Dataset.from_frame` (same
+protocol, in memory; see docs/ARCHITECTURE.md for the contract)."""
 
 from symcere.data.dataset import Dataset
 from symcere.data.preprocess import build_dataset

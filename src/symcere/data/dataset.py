@@ -1,9 +1,11 @@
-"""``Dataset``: a loaded dataset directory (id maps, split arrays, CSR matrices, texts)."""
+"""``Dataset``: a dataset directory, or a pandas frame run through the same protocol, in memory (id maps,
+split arrays, CSR matrices, texts)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from symcere.data.preprocess import DATASET_FILES, FORMAT_VERSION, SPLITS
+from symcere.data.preprocess import (
+    DATASET_FILES,
+    DEFAULT_TEXT_BUDGET,
+    FORMAT_VERSION,
+    SPLITS,
+    DatasetTables,
+    content_hash,
+    meta_json,
+    tables_from_frame,
+    write_tables,
+)
 from symcere.errors import SymcereError
 
 
@@ -36,15 +48,26 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class Dataset:
-    """A dataset directory in memory. Build one with :meth:`load`."""
+    """A dataset in memory: :meth:`load` a directory, or build one from a pandas frame with :meth:`from_frame`.
+
+    ``path`` is the directory it was loaded from (None when built in memory); ``interactions``, ``users``
+    and ``items`` are the three dataset tables, ``meta`` the ``dataset.json`` content.
+    """
 
     def __init__(
-        self, path: Path, meta: dict[str, Any], interactions: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame
+        self,
+        path: Path | None,
+        meta: dict[str, Any],
+        interactions: pd.DataFrame,
+        users: pd.DataFrame,
+        items: pd.DataFrame,
     ) -> None:
         self.path = path
         self.meta = meta
-        self.name: str = meta.get("name", path.name)
+        self.name: str = meta["name"] if "name" in meta else (path.name if path is not None else "")
         self.interactions = interactions
+        self.users = users.reset_index(drop=True)
+        self.items = items.reset_index(drop=True)
         self.user_ids: list[str] = [str(x) for x in users["user_id"].tolist()]
         self.item_ids: list[str] = [str(x) for x in items["item_id"].tolist()]
         self.item_texts: list[str] = [str(x) for x in items["text"].tolist()]
@@ -58,7 +81,7 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Dataset:
-        """Load a directory written by :func:`symcere.data.build_dataset`."""
+        """Load a directory written by :func:`symcere.data.build_dataset` or :meth:`save`."""
         root = Path(path)
         meta = read_meta(root)
         missing = [f for f in DATASET_FILES if not (root / f).is_file()]
@@ -71,6 +94,74 @@ class Dataset:
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise SymcereError(f"{root}: cannot read the dataset tables ({exc})") from None
         return cls(root, meta, inter, users, items)
+
+    @classmethod
+    def from_tables(cls, tables: DatasetTables) -> Dataset:
+        """An in-memory dataset (``path=None``) from the protocol's tables; ``meta`` as ``dataset.json`` reads."""
+        try:
+            meta = json.loads(meta_json(tables.meta))  # exactly what load() would see (tuples -> lists, ...)
+        except (TypeError, ValueError) as exc:
+            raise SymcereError(f"dataset meta is not JSON-serialisable ({exc}); check extra_meta") from None
+        return cls(None, meta, tables.interactions, tables.users, tables.items)
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        user: Any = "user",
+        item: Any = "item",
+        time: Any = "time",
+        text: Any = None,
+        rating: Any = None,
+        title: Any = None,
+        k_core: int = 5,
+        user_k: int | None = None,
+        item_k: int | None = None,
+        ratios: Sequence[float] = (0.8, 0.1, 0.1),
+        text_budget: int = DEFAULT_TEXT_BUDGET,
+        name: str = "frame",
+        extra_meta: dict[str, Any] | None = None,
+    ) -> Dataset:
+        """Build a dataset from a pandas frame (one row per review, in input order), in memory.
+
+        Runs exactly the :func:`~symcere.data.build_dataset` protocol (same rows, order, texts, stats and
+        ``content_hash`` as writing the same records and loading them back); see
+        :func:`~symcere.data.preprocess.tables_from_frame` for the column rules. :meth:`save` writes it out.
+        """
+        tables = tables_from_frame(
+            df,
+            user=user,
+            item=item,
+            time=time,
+            text=text,
+            rating=rating,
+            title=title,
+            name=name,
+            k_core=k_core,
+            user_k=user_k,
+            item_k=item_k,
+            ratios=ratios,
+            text_budget=text_budget,
+            extra_meta=extra_meta,
+        )
+        return cls.from_tables(tables)
+
+    def tables(self) -> DatasetTables:
+        """The dataset's tables and meta (what :meth:`save` writes)."""
+        return DatasetTables(self.interactions, self.users, self.items, self.meta)
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write this dataset as a dataset directory at ``path`` (atomically, like ``build_dataset``: a
+        non-empty directory that is not a dataset is refused, an existing dataset unless ``overwrite``).
+
+        Returns the absolute path; ``Dataset.load`` of it gives this dataset back.
+        """
+        if content_hash(self.interactions) != self.meta.get("content_hash"):
+            raise SymcereError(
+                f"cannot save dataset {self.name!r}: its interactions no longer match meta['content_hash']"
+            )
+        return write_tables(self.tables(), path, overwrite=overwrite)
 
     def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(users, items) int64 arrays of one split, in (user, time) order."""
@@ -108,4 +199,5 @@ class Dataset:
         return self._rows[split]
 
     def __repr__(self) -> str:
-        return f"Dataset({self.name!r}, users={self.n_users}, items={self.n_items}, path={str(self.path)!r})"
+        path = None if self.path is None else str(self.path)
+        return f"Dataset({self.name!r}, users={self.n_users}, items={self.n_items}, path={path!r})"

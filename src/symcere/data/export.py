@@ -10,6 +10,7 @@ import numpy as np
 from symcere.data.dataset import Dataset
 from symcere.data.preprocess import SPLITS
 from symcere.errors import SymcereError
+from symcere.io import write_bytes
 
 RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 
@@ -57,7 +58,5 @@ def export_recbole(
     for path, content in planned:
         if path.exists() and path.read_bytes() == content:
             continue
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
+        write_bytes(path, content)
     return [p for p, _ in planned]

@@ -1,17 +1,23 @@
-"""Raw reviews -> dataset directory: dedup, iterative k-core, re-index, chronological split, item texts.
+"""Raw reviews -> dataset tables: dedup, iterative k-core, re-index, chronological split, item texts.
 
-One deterministic function, :func:`build_dataset`. The dataset directory contract is in
-``docs/ARCHITECTURE.md``; every parameter is recorded in ``dataset.json``.
+The protocol is computed once, in memory, into :class:`DatasetTables` (the three parquet tables and
+``dataset.json`` of a dataset directory); :func:`build_dataset` adds the atomic directory write
+(:func:`write_tables`), :func:`tables_from_frame` feeds a pandas frame through the same protocol. The dataset
+directory contract is in ``docs/ARCHITECTURE.md``; every parameter is recorded in ``dataset.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +28,16 @@ import pyarrow.parquet as pq
 
 from symcere.data.records import Review
 from symcere.errors import SymcereError
+from symcere.io import write_text
 
 FORMAT_VERSION = 1
 DATASET_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "dataset.json")
 SPLITS = ("train", "valid", "test")
 TEXT_SEPARATOR = " \n"
 MAX_LISTED_IDS = 20  # ids listed in stats (e.g. users without a training item)
+DEFAULT_TEXT_BUDGET = 4000
+_RESERVED_META = frozenset({"format_version", "name", "params", "stats", "content_hash"})
+_MAX_SECONDS = 2**62  # |time| bound for a frame's numeric times (int64-safe)
 
 _INTERACTION_SCHEMA = pa.schema(
     [
@@ -107,6 +117,68 @@ def _check_target(out: Path, overwrite: bool) -> None:
             raise SymcereError(f"dataset directory {out} already exists; pass --overwrite (overwrite=True)")
 
 
+@dataclass(frozen=True)
+class DatasetTables:
+    """A dataset directory's content in memory: the frames written as ``interactions.parquet``,
+    ``users.parquet`` and ``items.parquet`` (RangeIndex, rows in file order) and the ``dataset.json`` dict."""
+
+    interactions: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Options:
+    """Validated protocol parameters (what ``dataset.json`` records under ``params``)."""
+
+    name: str
+    k_core: int
+    user_k: int | None
+    item_k: int | None
+    ratios: list[float]
+    text_budget: int
+    extra_meta: dict[str, Any]
+
+    @property
+    def uk(self) -> int:
+        return self.k_core if self.user_k is None else self.user_k
+
+    @property
+    def ik(self) -> int:
+        return self.k_core if self.item_k is None else self.item_k
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "k_core": self.k_core,
+            "user_k": self.user_k,
+            "item_k": self.item_k,
+            "ratios": self.ratios,
+            "text_budget": self.text_budget,
+        }
+
+
+def _options(
+    name: str,
+    k_core: int,
+    user_k: int | None,
+    item_k: int | None,
+    ratios: Sequence[float],
+    text_budget: int,
+    extra_meta: dict[str, Any] | None,
+) -> _Options:
+    opts = _Options(name, k_core, user_k, item_k, [float(r) for r in ratios], text_budget, dict(extra_meta or {}))
+    if len(opts.ratios) != 3 or any(r < 0 for r in opts.ratios) or sum(opts.ratios) <= 0:
+        raise SymcereError(f"ratios must be three non-negative numbers with a positive sum, got {opts.ratios}")
+    if min(opts.uk, opts.ik, text_budget) < 0:
+        raise SymcereError("k-core values and text_budget must be >= 0")
+    clash = sorted(_RESERVED_META & set(opts.extra_meta))
+    if clash:
+        raise SymcereError(f"extra_meta may not set reserved dataset.json keys {clash}")
+    return opts
+
+
 def build_dataset(
     records: Iterable[Review],
     out_dir: str | os.PathLike[str],
@@ -116,7 +188,7 @@ def build_dataset(
     user_k: int | None = None,
     item_k: int | None = None,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    text_budget: int = 4000,
+    text_budget: int = DEFAULT_TEXT_BUDGET,
     extra_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
@@ -129,20 +201,56 @@ def build_dataset(
     characters (0 = unlimited). ``extra_meta`` keys are added to ``dataset.json`` at top level.
     """
     out = Path(out_dir)
-    uk = k_core if user_k is None else user_k
-    ik = k_core if item_k is None else item_k
-    ratios = [float(r) for r in ratios]
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise SymcereError(f"ratios must be three non-negative numbers with a positive sum, got {ratios}")
-    if min(uk, ik, text_budget) < 0:
-        raise SymcereError("k-core values and text_budget must be >= 0")
-    reserved = {"format_version", "name", "params", "stats", "content_hash"}
-    clash = sorted(reserved & set(extra_meta or {}))
-    if clash:
-        raise SymcereError(f"extra_meta may not set reserved dataset.json keys {clash}")
+    opts = _options(name, k_core, user_k, item_k, ratios, text_budget, extra_meta)
     _check_target(out, overwrite)
+    return write_tables(_protocol(_collect(records), opts), out, overwrite=overwrite)
 
-    df = _collect(records)
+
+def tables_from_frame(
+    df: pd.DataFrame,
+    *,
+    user: Any = "user",
+    item: Any = "item",
+    time: Any = "time",
+    text: Any = None,
+    rating: Any = None,
+    title: Any = None,
+    name: str = "frame",
+    k_core: int = 5,
+    user_k: int | None = None,
+    item_k: int | None = None,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    text_budget: int = DEFAULT_TEXT_BUDGET,
+    extra_meta: dict[str, Any] | None = None,
+) -> DatasetTables:
+    """The :func:`build_dataset` protocol applied to the rows of ``df`` (in row order), in memory.
+
+    ``user``/``item``/``time`` (required) and ``text``/``rating``/``title`` (optional, None = absent) name the
+    columns. Ids are stored as ``str`` (integral floats as ints first, as ``prepare`` does); time is unix
+    seconds (numbers, floored) or datetimes (naive = UTC); a missing rating is NaN, a missing text "".
+    Bad input raises :class:`SymcereError` naming the column and row.
+    """
+    opts = _options(name, k_core, user_k, item_k, ratios, text_budget, extra_meta)
+    return _protocol(_collect_frame(df, user, item, time, text, rating, title), opts)
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    """The exact ``dataset.json`` text of ``meta``."""
+    return json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_tables(tables: DatasetTables, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``tables`` as a dataset directory at ``out_dir``, atomically (a temporary sibling directory
+    renamed into place); refuses a non-empty non-dataset directory, and an existing dataset unless
+    ``overwrite``. Returns the absolute path."""
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    return _write_atomic(out, overwrite, *_arrow_tables(tables), tables.meta)
+
+
+def _protocol(df: pd.DataFrame, opts: _Options) -> DatasetTables:
+    """Run the protocol on a collected frame (columns of :func:`_collect`, rows in input order)."""
+    uk, ik = opts.uk, opts.ik
     records_read = len(df)
     if records_read == 0:
         raise SymcereError("no records read: the input is empty")
@@ -169,67 +277,226 @@ def build_dataset(
 
     # 4. per-user chronological split (stable: equal timestamps keep input order)
     df = df.sort_values(["user", "timestamp", "order"], kind="stable").reset_index(drop=True)
-    df["split"] = _assign_splits(df["user"].to_numpy(), len(user_ids), ratios)
+    df["split"] = _assign_splits(df["user"].to_numpy(), len(user_ids), opts.ratios)
 
     # 5. item texts from training reviews only
     train = df[df["split"] == "train"].sort_values(["item", "timestamp", "order"], kind="stable")
-    texts = _item_texts(train, len(item_ids), text_budget)
+    texts = _item_texts(train, len(item_ids), opts.text_budget)
     n_train = np.bincount(train["item"].to_numpy(), minlength=len(item_ids)).astype(np.int64)
 
     inter = df[list(_INTERACTION_SCHEMA.names)]
-    stats = _stats(df, user_ids, item_ids, records_read, after_dedup, iterations)
-    params = {
-        "name": name,
-        "k_core": k_core,
-        "user_k": user_k,
-        "item_k": item_k,
-        "ratios": ratios,
-        "text_budget": text_budget,
-    }
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "name": name,
-        "params": params,
-        "stats": stats,
+        "name": opts.name,
+        "params": opts.params(),
+        "stats": _stats(df, user_ids, item_ids, records_read, after_dedup, iterations),
         "content_hash": content_hash(inter),
-        **(extra_meta or {}),
+        **opts.extra_meta,
     }
-    users_tab = pa.table(
-        {"user": np.arange(len(user_ids), dtype=np.int64), "user_id": pa.array(list(user_ids), pa.string())}
-    )
-    items_tab = pa.table(
+    users = pd.DataFrame({"user": np.arange(len(user_ids), dtype=np.int64), "user_id": user_ids})
+    items = pd.DataFrame(
         {
             "item": np.arange(len(item_ids), dtype=np.int64),
-            "item_id": pa.array(list(item_ids), pa.string()),
-            "text": pa.array(texts, pa.string()),
+            "item_id": item_ids,
+            "text": np.array(texts, dtype=object),
             "n_train": n_train,
         }
     )
+    return DatasetTables(inter, users, items, meta)
+
+
+def _arrow_tables(tables: DatasetTables) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The three parquet tables (interactions with pandas metadata; users/items as plain arrow tables)."""
+    users, items = tables.users, tables.items
+    users_tab = pa.table(
+        {"user": users["user"].to_numpy(np.int64), "user_id": pa.array(users["user_id"].tolist(), pa.string())}
+    )
+    items_tab = pa.table(
+        {
+            "item": items["item"].to_numpy(np.int64),
+            "item_id": pa.array(items["item_id"].tolist(), pa.string()),
+            "text": pa.array(items["text"].tolist(), pa.string()),
+            "n_train": items["n_train"].to_numpy(np.int64),
+        }
+    )
+    inter = tables.interactions[list(_INTERACTION_SCHEMA.names)]
     inter_tab = pa.Table.from_pandas(inter, schema=_INTERACTION_SCHEMA, preserve_index=False)
-    return _write_atomic(out, overwrite, inter_tab, users_tab, items_tab, meta)
+    return inter_tab, users_tab, items_tab
 
 
 def _collect(records: Iterable[Review]) -> pd.DataFrame:
-    cols: dict[str, list[Any]] = {k: [] for k in ("user_id", "item_id", "timestamp", "rating", "text", "review")}
+    cols: dict[str, list[Any]] = {k: [] for k in ("user_id", "item_id", "timestamp", "rating", "text", "title")}
     for r in records:
         cols["user_id"].append(r.user)
         cols["item_id"].append(r.item)
         cols["timestamp"].append(r.timestamp)
         cols["rating"].append(np.nan if r.rating is None else r.rating)
         cols["text"].append(r.text or "")
-        cols["review"].append(review_text(r.title or "", r.text or ""))
-    n = len(cols["user_id"])
+        cols["title"].append(r.title or "")
+    return _collected(**cols)
+
+
+def _collected(
+    user_id: Sequence[Any],
+    item_id: Sequence[Any],
+    timestamp: Sequence[int] | np.ndarray,
+    rating: Sequence[float] | np.ndarray,
+    text: Sequence[str],
+    title: Sequence[str],
+) -> pd.DataFrame:
+    """The protocol's input frame: one row per record, in input order (``pos``)."""
     return pd.DataFrame(
         {
-            "user_id": np.array(cols["user_id"], dtype=object),
-            "item_id": np.array(cols["item_id"], dtype=object),
-            "timestamp": np.array(cols["timestamp"], dtype=np.int64),
-            "rating": np.array(cols["rating"], dtype=np.float64),
-            "text": np.array(cols["text"], dtype=object),
-            "review": np.array(cols["review"], dtype=object),
-            "pos": np.arange(n, dtype=np.int64),
+            "user_id": np.array(user_id, dtype=object),
+            "item_id": np.array(item_id, dtype=object),
+            "timestamp": np.array(timestamp, dtype=np.int64),
+            "rating": np.array(rating, dtype=np.float64),
+            "text": np.array(text, dtype=object),
+            "review": np.array([review_text(ti, te) for ti, te in zip(title, text, strict=True)], dtype=object),
+            "pos": np.arange(len(user_id), dtype=np.int64),
         }
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pandas frame -> protocol input
+
+
+class _BadValue(ValueError):
+    """A cell that does not fit its field; the message says why (``is missing``, ...)."""
+
+
+def _collect_frame(
+    df: pd.DataFrame, user: Any, item: Any, time: Any, text: Any, rating: Any, title: Any
+) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise SymcereError(f"from_frame: expected a pandas DataFrame, got {type(df).__name__}")
+    fields = {"user": user, "item": item, "time": time, "text": text, "rating": rating, "title": title}
+    for field, col in fields.items():
+        if col is None:
+            if field in ("user", "item", "time"):
+                raise SymcereError(f"from_frame: the {field} column is required (got {field}=None)")
+            continue
+        try:
+            hash(col)
+        except TypeError:
+            raise SymcereError(f"from_frame: {field}={col!r} is not a column name") from None
+        n_match = sum(1 for c in df.columns if _same_name(c, col))
+        if n_match == 0:
+            raise SymcereError(f"from_frame: missing column {col!r} (the {field} column); available: {[*df.columns]}")
+        if n_match > 1:
+            raise SymcereError(f"from_frame: column {col!r} (the {field} column) appears {n_match} times")
+
+    def column(field: str, convert: Any) -> list[Any] | np.ndarray:
+        col = fields[field]
+        series = df[col]
+        if field == "time":
+            fast = _datetime_seconds(series)
+            if fast is not None:
+                return fast
+        out = []
+        for pos, value in enumerate(series.tolist()):
+            try:
+                out.append(convert(value))
+            except _BadValue as exc:
+                label = df.index[pos]
+                plain = isinstance(df.index, pd.RangeIndex) and label == pos
+                where = f"row {pos}" if plain else f"row {pos} (index {label!r})"
+                raise SymcereError(f"from_frame: {where}: {field} column {col!r} {exc}") from None
+        return out
+
+    n = len(df)
+    return _collected(
+        user_id=column("user", _frame_id),
+        item_id=column("item", _frame_id),
+        timestamp=column("time", _frame_time),
+        rating=column("rating", _frame_rating) if rating is not None else [np.nan] * n,
+        text=column("text", _frame_text) if text is not None else [""] * n,
+        title=column("title", _frame_text) if title is not None else [""] * n,
+    )
+
+
+def _same_name(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _datetime_seconds(series: pd.Series) -> np.ndarray | None:
+    """Vectorised unix seconds (floored) of a datetime64 column without NaT; None for any other column."""
+    if not pd.api.types.is_datetime64_any_dtype(series.dtype) or series.isna().any():
+        return None
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ((series - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        missing = pd.isna(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(missing, bool | np.bool_) and bool(missing)
+
+
+def _frame_id(value: Any) -> str:
+    if type(value) is str:
+        if not value.strip():
+            raise _BadValue(f"is empty: {value!r}")
+        return value
+    if _is_missing(value):
+        raise _BadValue(f"is missing ({value!r})")
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    try:
+        hash(value)
+    except TypeError:
+        raise _BadValue(f"is not hashable: {value!r}") from None
+    ident = str(value)
+    if not ident.strip():
+        raise _BadValue(f"is empty: {value!r}")
+    return ident
+
+
+def _frame_time(value: Any) -> int:
+    """Unix seconds (floored) from a number (seconds) or a datetime / date (naive = UTC)."""
+    if _is_missing(value):
+        raise _BadValue(f"is missing ({value!r})")
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, pd.Timestamp):  # nanoseconds: exact floor, no float rounding
+        value = value.tz_convert("UTC").tz_localize(None) if value.tzinfo else value
+        return int((value - pd.Timestamp(0)) // pd.Timedelta(seconds=1))
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return math.floor(dt.timestamp())
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        raise _BadValue(f"is not a number (unix seconds) or a datetime: {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_SECONDS:
+        raise _BadValue(f"is not a valid time: {value!r}")
+    return int(value) if isinstance(value, int | np.integer) else math.floor(seconds)
+
+
+def _frame_rating(value: Any) -> float:
+    if _is_missing(value):
+        return math.nan
+    if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
+        raise _BadValue(f"is not a number: {value!r}")
+    if not math.isfinite(float(value)):
+        raise _BadValue(f"is not finite: {value!r}")
+    return float(value)
+
+
+def _frame_text(value: Any) -> str:
+    if type(value) is str:
+        return value
+    return "" if _is_missing(value) else str(value)
 
 
 def _k_core(df: pd.DataFrame, uk: int, ik: int) -> tuple[pd.DataFrame, int]:
@@ -325,7 +592,9 @@ def _write_atomic(
         pq.write_table(inter, tmp / "interactions.parquet")
         pq.write_table(users, tmp / "users.parquet")
         pq.write_table(items, tmp / "items.parquet")
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text(tmp / "dataset.json", meta_json(meta))
+        # symcere.io's temporary file is 0600; keep the mode the other files got (umask default)
+        os.chmod(tmp / "dataset.json", (tmp / "interactions.parquet").stat().st_mode & 0o777)
         _check_target(out, overwrite)  # re-check: the target may have appeared meanwhile
         if out.is_dir() and any(out.iterdir()):
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
