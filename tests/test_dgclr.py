@@ -37,7 +37,7 @@ def _batch(ds: FakeDataset, model: DGCLR, size: int = 48) -> dict[str, torch.Ten
 def test_load_config_defaults():
     cfg = load_config("dgclr")
     assert cfg["model"]["name"] == "dgclr"
-    assert cfg["model"]["factors"] == 4 and cfg["model"]["text_features"] == "minilm"
+    assert cfg["model"]["factors"] == 4 and cfg["model"]["text_features"] == "text"
     assert cfg["loss"]["rec"] == "bpr" and cfg["model"]["dim"] % cfg["model"]["factors"] == 0
 
 

@@ -1,4 +1,4 @@
-"""Packaged text models (models/packaged.py): the split all-mpnet-base-v2 zip is joined and unpacked once."""
+"""Packaged text models (symcere.text.models): the split all-mpnet-base-v2 zip is joined and unpacked once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from symcere.errors import SymcereError
-from symcere.models import packaged
+from symcere.text import models as packaged
 
 
 def _split_zip(tmp_path: Path) -> list[Path]:

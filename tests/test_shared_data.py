@@ -82,7 +82,7 @@ def test_yelp_5core_is_empty_but_k0_and_k2_work(shared_data: Path, tmp_path: Pat
 def test_musical_instruments_item_texts_split_back_into_reviews(shared_data: Path, tmp_path: Path) -> None:
     """``text.item_pooling=review_mean`` splits item texts at the review separator: on real reviews every
     item text whose reviews fit the text budget splits into exactly its training reviews."""
-    from symcere.models.text import split_reviews
+    from symcere.text import split_reviews
 
     ds = Dataset.load(build_dataset(read_reviews(_file(shared_data, MI)), tmp_path / "mi", name="mi", k_core=5))
     degree = ds.train_degree_items()

@@ -1,4 +1,4 @@
-"""Text encoder (models/text.py): packaged MiniLM offline, pooling, modes, word masking, cache, TextTower."""
+"""The text package (symcere.text): packaged MiniLM offline, pooling, modes, word masking, cache, TextTower."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from symcere.config import load_config
 from symcere.errors import SymcereError
-from symcere.models import text as text_mod
-from symcere.models.text import (
+from symcere.schema import TextOptions
+from symcere.text import (
     FrozenTextCache,
     TextEncoder,
-    TextEncoderConfig,
     TextTower,
-    default_lora_targets,
     mask_words,
     resolve_model_path,
+    split_reviews,
 )
+from symcere.text import cache as cache_mod
+from symcere.text.encoder import default_lora_targets
 
 TEXTS = [
     "Great strings, they stayed in tune for weeks and sound bright.",
@@ -29,11 +31,18 @@ TEXTS = [
 ]
 
 
+def _opts(**kw: object) -> TextOptions:
+    """Text options as the tests need them: concat item pooling unless asked otherwise."""
+    return TextOptions(**{"item_pooling": "concat", **kw})  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _offline() -> object:
-    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+def _offline(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """No network; the default cache folder is a temporary one (nothing is written to ~/.cache)."""
+    old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SYMCERE_CACHE")}
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["SYMCERE_CACHE"] = str(tmp_path_factory.mktemp("symcere-cache"))
     yield
     for k, v in old.items():
         if v is None:
@@ -44,13 +53,13 @@ def _offline() -> object:
 
 @pytest.fixture(scope="module")
 def frozen() -> TextEncoder:
-    return TextEncoder(TextEncoderConfig(mode="frozen", max_tokens=16, batch_size=2))
+    return TextEncoder(_opts(mode="frozen", max_tokens=16, batch_size=2))
 
 
 @pytest.fixture(scope="module")
 def lora() -> TextEncoder:
     torch.manual_seed(0)
-    return TextEncoder(TextEncoderConfig(mode="lora", max_tokens=16, lora_dropout=0.0))
+    return TextEncoder(_opts(mode="lora", max_tokens=16, lora_dropout=0.0))
 
 
 def test_packaged_minilm_offline_shape_and_determinism(frozen: TextEncoder) -> None:
@@ -75,8 +84,8 @@ def test_cls_and_last_pooling() -> None:
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
     right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
     left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    last = SimpleNamespace(cfg=TextEncoderConfig(pooling="last"))
-    cls = SimpleNamespace(cfg=TextEncoderConfig(pooling="cls"))
+    last = SimpleNamespace(opts=_opts(pooling="last"))
+    cls = SimpleNamespace(opts=_opts(pooling="cls"))
     torch.testing.assert_close(TextEncoder.pool(last, hidden, right), hidden[[0, 1], [1, 3]])
     torch.testing.assert_close(TextEncoder.pool(last, hidden, left), hidden[[0, 1], [3, 3]])
     torch.testing.assert_close(TextEncoder.pool(cls, hidden, right), hidden[:, 0])
@@ -112,7 +121,7 @@ def test_lora_only_adapters_train_and_step_changes_them(lora: TextEncoder) -> No
 
 def test_unknown_model_raises_clear_error() -> None:
     with pytest.raises(SymcereError, match="not available locally") as info:
-        TextEncoder(TextEncoderConfig(model="no-such-org/no-such-model-xyz"))
+        TextEncoder(_opts(model="no-such-org/no-such-model-xyz"))
     assert "no-such-org/no-such-model-xyz" in str(info.value)
     assert "directory" in str(info.value)
 
@@ -173,8 +182,8 @@ def test_cache_round_trip(frozen: TextEncoder, tmp_path, monkeypatch: pytest.Mon
 
     # second construction: loaded from disk, no encoding, and no model is even built
     calls.clear()
-    monkeypatch.setattr(text_mod, "TextEncoder", lambda *a, **k: pytest.fail("model built on cache hit"))
-    second = FrozenTextCache(TEXTS, frozen.cfg, n_views=3, seed=7, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(cache_mod, "TextEncoder", lambda *a, **k: pytest.fail("model built on cache hit"))
+    second = FrozenTextCache(TEXTS, frozen.opts, n_views=3, seed=7, cache_dir=tmp_path, progress=False)
     assert second.loaded_from_disk and calls == []
     torch.testing.assert_close(second.base, first.base, atol=0, rtol=0)
     torch.testing.assert_close(second.views, first.views, atol=0, rtol=0)
@@ -196,7 +205,7 @@ def test_cache_round_trip(frozen: TextEncoder, tmp_path, monkeypatch: pytest.Mon
 
 
 def test_text_tower_frozen_dedupes(frozen: TextEncoder, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tower = TextTower(TEXTS, out_dim=8, n_views=2, encoder=frozen, progress=False)
+    tower = TextTower(TEXTS, out_dim=8, n_views=2, encoder=frozen, persist=False, progress=False)
     assert tower.cache is not None
     assert [id(p) for p in tower.trainable_parameters()] == [id(p) for p in tower.proj.parameters()]
     seen: list[list[int]] = []
@@ -236,8 +245,7 @@ def test_text_tower_lora_encodes_each_item_once(lora: TextEncoder, monkeypatch: 
 def test_review_mean_pooling_averages_the_reviews(frozen: TextEncoder) -> None:
     from symcere.data.preprocess import TEXT_SEPARATOR
 
-    cfg = TextEncoderConfig(mode="frozen", max_tokens=16, batch_size=2, item_pooling="review_mean")
-    per_review = TextEncoder(cfg)
+    per_review = TextEncoder(_opts(mode="frozen", max_tokens=16, batch_size=2, item_pooling="review_mean"))
     joined = [TEXT_SEPARATOR.join(TEXTS[:3]), TEXTS[3]]
     got = per_review.encode(joined)
     want = torch.stack([frozen.encode(TEXTS[:3]).mean(0), frozen.encode([TEXTS[3]])[0]])
@@ -246,23 +254,23 @@ def test_review_mean_pooling_averages_the_reviews(frozen: TextEncoder) -> None:
     assert not torch.allclose(frozen.encode(joined[:1]), got[:1], atol=1e-3)
     # word masking keeps the review boundaries, so a masked text still averages 3 reviews
     masked = per_review.mask(joined[0], np.random.default_rng(0))
-    assert len(text_mod.split_reviews(masked)) == 3
-    with pytest.raises(SymcereError, match="item_pooling"):
-        TextEncoderConfig(item_pooling="max")  # type: ignore[arg-type]
+    assert len(split_reviews(masked)) == 3
+    with pytest.raises(SymcereError, match="item_pooling"):  # choices are checked by the config loader
+        load_config("symcere", overrides=["text.item_pooling=max"])
 
 
 def test_split_reviews_never_returns_nothing() -> None:
-    assert text_mod.split_reviews("") == [""]
-    assert text_mod.split_reviews("a \n \n b") == ["a", "b"]
+    assert split_reviews("") == [""]
+    assert split_reviews("a \n \n b") == ["a", "b"]
 
 
 def test_cache_without_views_encodes_each_text_once(frozen: TextEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_encode(monkeypatch, frozen)
-    cache = FrozenTextCache(TEXTS, n_views=0, encoder=frozen, progress=False)
+    cache = FrozenTextCache(TEXTS, n_views=0, encoder=frozen, persist=False, progress=False)
     assert sum(calls) == len(TEXTS)  # no masked variants when nothing uses them (SymCERE with alpha 0)
     assert cache.base.shape == (4, 384) and cache.views.shape == (4, 0, 384)
     # without views the seed cannot matter, so every seed of a study shares one cache file
-    assert FrozenTextCache(TEXTS, n_views=0, seed=5, encoder=frozen, progress=False).key == cache.key
-    assert FrozenTextCache(TEXTS, n_views=1, seed=5, encoder=frozen, progress=False).key != cache.key
+    assert FrozenTextCache(TEXTS, n_views=0, seed=5, encoder=frozen, persist=False, progress=False).key == cache.key
+    assert FrozenTextCache(TEXTS, n_views=1, seed=5, encoder=frozen, persist=False, progress=False).key != cache.key
     with pytest.raises(SymcereError, match="without masked views"):
         cache.get_view([0])

@@ -11,11 +11,11 @@ SymCERE's reference list gives other authors and CIKM '22 for the same title. No
 
 What is implemented here (every choice below is ours, not the paper's):
   * Embeddings of size ``model.dim`` split into K = ``model.factors`` channels of ``dim / K``.
-  * Review side information: frozen sentence embeddings (``model.text_features``: ``minilm`` = the packaged
-    all-MiniLM-L6-v2 through ``symcere.models.text``; ``random`` = seeded Gaussian features for tests;
+  * Review side information: frozen sentence embeddings (``model.text_features``: ``text`` = the frozen
+    encoder of the ``text`` section through ``symcere.text``; ``random`` = seeded Gaussian features for tests;
     ``none`` = ID only) of each item's text (``dataset.item_texts``, training reviews only) and of each
     user's document = the user's training reviews concatenated newest first (the encoder truncates to
-    ``model.text_max_tokens``, so the most recent reviews are kept), capped at ``4 * text_max_tokens`` words.
+    ``text.max_tokens``, so the most recent reviews are kept), capped at ``4 * text.max_tokens`` words.
     Features are L2-normalised; an empty text gets a zero vector. One learned linear map, shared by users and
     items, projects them to K channels: the review view ``r``. Per-interaction reviews are NOT encoded (cost).
   * (a) Factor graphs: every training interaction (u, i) gets a distribution p(u, i) over the K channels,
@@ -57,6 +57,7 @@ from torch.utils.checkpoint import checkpoint
 
 from symcere import losses
 from symcere.models.base import Batch, EmbeddingRecommender
+from symcere.schema import TextOptions
 
 RANDOM_TEXT_DIM = 384  # MiniLM's hidden size, so ``random`` mimics the real feature shape
 
@@ -72,18 +73,12 @@ def user_documents(dataset: Any, max_words: int) -> list[str]:
     return [" ".join(" ".join(reversed(docs)).split()[:max_words]) for docs in per_user]
 
 
-def _encode_frozen(texts: list[str], m: dict[str, Any]) -> torch.Tensor:
-    """Frozen MiniLM (or ``model.text_model``) embeddings of ``texts``, no grad, silent, offline."""
-    from symcere.models.text import FrozenTextCache, TextEncoderConfig, quiet_hf
+def _encode_frozen(texts: list[str], opts: TextOptions) -> torch.Tensor:
+    """Frozen ``text.model`` embeddings of ``texts``, no grad, silent, offline."""
+    from symcere.text import FrozenTextCache, quiet_hf
 
-    tcfg = TextEncoderConfig(
-        model=str(m.get("text_model", "minilm")),
-        max_tokens=int(m.get("text_max_tokens", 128)),
-        batch_size=int(m.get("text_batch_size", 64)),
-        cache_dir=m.get("text_cache_dir"),
-    )
     with torch.no_grad(), quiet_hf():  # no masked views: every text is encoded once
-        return FrozenTextCache(texts, tcfg, n_views=0, progress=False).base.float()
+        return FrozenTextCache(texts, opts, n_views=0, progress=False).base.float()
 
 
 class DGCLR(EmbeddingRecommender):
@@ -110,7 +105,7 @@ class DGCLR(EmbeddingRecommender):
         coo = dataset.matrix("train").tocoo()  # binary: one edge per distinct training interaction
         self.register_buffer("edge_u", torch.as_tensor(coo.row, dtype=torch.long), persistent=False)
         self.register_buffer("edge_i", torch.as_tensor(coo.col, dtype=torch.long) + self.n_users, persistent=False)
-        feats = text_features if text_features is not None else self._text_features(dataset, m, int(cfg.get("seed", 0)))
+        feats = text_features if text_features is not None else self._text_features(dataset, cfg)
         self.proj: nn.Linear | None = None
         if feats is not None:
             fu, fi = (torch.as_tensor(f, dtype=torch.float32) for f in feats)
@@ -122,18 +117,19 @@ class DGCLR(EmbeddingRecommender):
         self.routing: torch.Tensor | None = None
 
     # -- review side information -------------------------------------------------------------------------
-    def _text_features(self, dataset: Any, m: dict[str, Any], seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        kind = str(m.get("text_features", "minilm"))
+    def _text_features(self, dataset: Any, cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        kind = str(cfg["model"].get("text_features", "text"))
         if kind == "none":
             return None
         if kind == "random":
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
             feats = torch.randn(self.n_users + self.n_items, RANDOM_TEXT_DIM, generator=g)
             return feats[: self.n_users], feats[self.n_users :]
-        if kind != "minilm":
-            raise ValueError(f"model.text_features must be minilm, random or none; got {kind!r}")
-        texts = [*user_documents(dataset, 4 * int(m.get("text_max_tokens", 128))), *dataset.item_texts]
-        emb = F.normalize(_encode_frozen(texts, m), dim=1)
+        if kind != "text":
+            raise ValueError(f"model.text_features must be text, random or none; got {kind!r}")
+        opts = TextOptions(**cfg["text"])
+        texts = [*user_documents(dataset, 4 * opts.max_tokens), *dataset.item_texts]
+        emb = F.normalize(_encode_frozen(texts, opts), dim=1)
         emb = emb * torch.tensor([bool(t.strip()) for t in texts], dtype=emb.dtype).unsqueeze(1)
         return emb[: self.n_users], emb[self.n_users :]
 

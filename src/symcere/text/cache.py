@@ -1,0 +1,206 @@
+"""Frozen-encoder embeddings of every item text and of its word-masked views (Eq. 10-11), cached on disk.
+
+With a frozen f_text (symcere.md section 3.1.2) item embeddings never change, so ``FrozenTextCache`` computes
+them once: the unmasked text and ``n_views`` seeded masked variants of each. It stores them as
+``<cache_dir>/text_<key[:32]>.pt`` (written atomically by ``symcere.io``; ``torch.load(weights_only=True)``-safe)
+where ``key`` (``cache_key``) is the sha256 of the model (path, config, weight files), pooling, max_tokens, item
+pooling, mask settings, ``n_views``, ``seed`` and the texts. A later construction with the same key loads the
+file and never builds the model. The tables are non-persistent buffers: they follow ``.to()`` of the module
+that holds the cache (``TextTower``) and stay out of its ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from symcere.errors import SymcereError
+from symcere.io import atomic_write
+from symcere.schema import TextOptions
+from symcere.text.encoder import TextEncoder
+from symcere.text.models import default_cache_dir, model_fingerprint, resolve_model_path
+
+CACHE_FORMAT = 1
+# the settings recorded (for information only) in a cache file's "config" entry
+_RECORDED = (
+    "model",
+    "pooling",
+    "max_tokens",
+    "mode",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "mask_strategy",
+    "mask_rate",
+    "batch_size",
+    "bf16",
+    "cache_dir",
+    "item_pooling",
+)
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    """sha256 over the texts, each prefixed by its UTF-8 length (so no two lists collide by concatenation)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def cache_key(opts: TextOptions, fingerprint: dict[str, Any], n_views: int, seed: int, texts: Sequence[str]) -> str:
+    """The cache key: sha256 of everything the embeddings depend on (without views: neither seed nor masking)."""
+    payload = {
+        "format": CACHE_FORMAT,
+        "model": opts.model,
+        "fingerprint": fingerprint,
+        "pooling": opts.pooling,
+        "max_tokens": opts.max_tokens,
+        "item_pooling": opts.item_pooling,
+        "mask_strategy": opts.mask_strategy,
+        "mask_rate": opts.mask_rate,
+        "n_views": n_views,
+        "seed": seed,
+        "n_texts": len(texts),
+        "texts_sha256": texts_sha256(texts),
+    }
+    if n_views == 0:
+        for key in ("seed", "mask_strategy", "mask_rate"):
+            del payload[key]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _pick_views(n: int, n_views: int, rng: np.random.Generator | torch.Generator | None, device: torch.device):
+    """One view index in [0, n_views) per item, on ``device``."""
+    if isinstance(rng, np.random.Generator):
+        return torch.from_numpy(rng.integers(0, n_views, size=n)).to(device=device, dtype=torch.long)
+    gen_device = rng.device if rng is not None else device
+    return torch.randint(n_views, (n,), generator=rng, device=gen_device).to(device)
+
+
+class FrozenTextCache(nn.Module):
+    """Embeddings ``base`` (n_items, hidden) and masked ``views`` (n_items, n_views, hidden) of ``texts``.
+
+    ``opts``: the text settings (taken from ``encoder`` when one is passed, to reuse a loaded frozen encoder).
+    ``n_views``: masked views per text (None = ``opts.n_views``; 0 = none). ``cache_dir`` overrides
+    ``opts.cache_dir``; both None means ``default_cache_dir()``. ``persist=False`` keeps the cache in memory only.
+    """
+
+    base: Tensor
+    views: Tensor
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        opts: TextOptions | None = None,
+        *,
+        n_views: int | None = None,
+        seed: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        persist: bool = True,
+        encoder: TextEncoder | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if encoder is not None:
+            if encoder.opts.mode != "frozen":
+                raise SymcereError("FrozenTextCache needs a frozen encoder (text.mode='frozen')")
+            opts = encoder.opts
+        if opts is None:
+            raise SymcereError("FrozenTextCache needs the text options (opts) or a frozen encoder")
+        self.opts = opts
+        self.n_views = opts.n_views if n_views is None else int(n_views)
+        if self.n_views < 0:
+            raise SymcereError(f"n_views must be >= 0 (0 = no masked views), got {self.n_views}")
+        self.texts = list(texts)
+        self.seed = seed
+        self.model_path = encoder.model_path if encoder is not None else resolve_model_path(opts.model)
+        self.key = cache_key(opts, model_fingerprint(self.model_path), self.n_views, seed, self.texts)
+        self.cache_dir = Path(cache_dir or opts.cache_dir or default_cache_dir()) if persist else None
+        self.path = self.cache_dir / f"text_{self.key[:32]}.pt" if self.cache_dir is not None else None
+        self.loaded_from_disk = False
+        data = self._load() if self.path is not None else None
+        if data is None:
+            frozen = dataclasses.replace(opts, mode="frozen") if opts.mode != "frozen" else opts
+            base, views = self._compute(encoder or TextEncoder(frozen), progress)
+            if self.path is not None:
+                self._save(base, views)
+        else:
+            base, views = data
+            self.loaded_from_disk = True
+        self.register_buffer("base", base, persistent=False)
+        self.register_buffer("views", views, persistent=False)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.base.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def get(self, item_ids: Tensor | Sequence[int]) -> Tensor:
+        """Embeddings of the unmasked texts of ``item_ids`` -> (len, hidden), on the tables' device."""
+        ids = torch.as_tensor(item_ids, dtype=torch.long).to(self.base.device)
+        return self.base[ids]
+
+    def get_view(
+        self, item_ids: Tensor | Sequence[int], rng: np.random.Generator | torch.Generator | None = None
+    ) -> Tensor:
+        """One randomly chosen pre-computed masked view per item -> (len, hidden), on the tables' device."""
+        if self.n_views == 0:
+            raise SymcereError("this text cache was built without masked views (n_views=0)")
+        dev = self.views.device
+        ids = torch.as_tensor(item_ids, dtype=torch.long).to(dev)
+        return self.views[ids, _pick_views(len(ids), self.n_views, rng, dev)]
+
+    def _compute(self, encoder: TextEncoder, progress: bool) -> tuple[Tensor, Tensor]:
+        masked = []
+        for i, text in enumerate(self.texts):
+            rng = np.random.default_rng([self.seed, i])
+            masked.extend(encoder.mask(text, rng) for _ in range(self.n_views))
+        unique = list(dict.fromkeys([*self.texts, *masked]))  # equal strings are encoded once
+        pos = {t: j for j, t in enumerate(unique)}
+        emb = encoder.encode(unique, progress=progress)
+        base = emb[[pos[t] for t in self.texts]]
+        views = emb[[pos[t] for t in masked]].reshape(len(self.texts), self.n_views, emb.shape[1])
+        return base.contiguous(), views.contiguous()
+
+    def _load(self) -> tuple[Tensor, Tensor] | None:
+        assert self.path is not None
+        if not self.path.is_file():
+            return None
+        try:  # the file holds host-memory tensors; the holder moves them with .to()
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+            base, views = data["base"], data["views"]
+            ok = (
+                data.get("key") == self.key
+                and base.shape[0] == len(self.texts)
+                and views.shape[:2] == (len(self.texts), self.n_views)
+            )
+        except Exception:  # a corrupt or foreign file is just recomputed
+            return None
+        return (base, views) if ok else None
+
+    def _save(self, base: Tensor, views: Tensor) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        settings = {**dataclasses.asdict(self.opts), "cache_dir": str(self.cache_dir)}
+        payload = {
+            "key": self.key,
+            "config": {k: settings[k] for k in _RECORDED if isinstance(settings[k], str | int | float)},
+            "n_views": self.n_views,
+            "seed": self.seed,
+            "base": base.cpu(),  # a file is device-free: written from host memory, loaded to it
+            "views": views.cpu(),
+        }
+        atomic_write(self.path, lambda fh: torch.save(payload, fh))
