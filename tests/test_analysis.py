@@ -1,17 +1,50 @@
 """Analyses (symcere.analysis): pure functions on hand-checkable arrays, LIME aggregation on a fake
-similarity, and an end-to-end ``symcere analyze`` on a tiny LightGCN and a tiny SymCERE run."""
+similarity, figures and the document builder, and an end-to-end ``symcere analyze`` on a tiny LightGCN and a
+tiny SymCERE run."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from symcere.analysis import anchoring, embedding_map, geometry, longtail
-from symcere.analysis.report import Report, describe_run, run_labels
+from symcere.analysis import anchoring, embedding_map, geometry, longtail, plots
+from symcere.analysis.compute import describe_run, run_labels
+from symcere.analysis.document import Document, highlight
+
+# -- optional dependencies -----------------------------------------------------------------------------------
+
+
+def test_computation_modules_do_not_import_matplotlib() -> None:
+    """The computations import no plotting or LIME library; a figure without matplotlib names the extra."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import symcere.analysis.geometry, symcere.analysis.anchoring, symcere.analysis.longtail
+        import symcere.analysis.embedding_map, symcere.analysis.compute
+        import symcere.analysis.plots, symcere.analysis.sections, symcere.analysis.report
+        loaded = sorted(m for m in ("matplotlib", "lime", "vaderSentiment") if m in sys.modules)
+        assert not loaded, loaded
+        sys.modules["matplotlib"] = None  # as if it were not installed
+        from symcere.extras import MissingExtra
+        try:
+            symcere.analysis.plots.plot_similarity_hist([("a", [0.0, 1.0])], "x.png", "h")
+        except MissingExtra as exc:
+            assert "pip install 'symcere[analysis]'" in str(exc), exc
+        else:
+            raise AssertionError("no MissingExtra")
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
 
 # -- geometry ------------------------------------------------------------------------------------------------
 
@@ -79,7 +112,7 @@ def test_dimension_variance_and_utilisation() -> None:
 
 
 def test_run_colors_are_stable() -> None:
-    col = geometry.run_colors(["b", "a", "b", "c"])
+    col = plots.run_colors(["b", "a", "b", "c"])
     assert col == {"b": "C0", "a": "C1", "c": "C2"}
 
 
@@ -208,11 +241,11 @@ def test_lime_aggregation_finds_the_rewarded_word() -> None:
 
 def test_highlight() -> None:
     text = "Great gasket <b> fits; the Gasket is OEM."
-    md = anchoring.highlight(text, ["gasket", "oem"], "markdown")
+    md = highlight(text, ["gasket", "oem"], "markdown")
     assert md == "Great **gasket** <b> fits; the **Gasket** is **OEM**."
-    h = anchoring.highlight(text, ["gasket"], "html")
+    h = highlight(text, ["gasket"], "html")
     assert h == "Great <mark>gasket</mark> &lt;b&gt; fits; the <mark>Gasket</mark> is OEM."
-    assert anchoring.highlight("oemx oem", ["oem"], "markdown") == "oemx **oem**"  # whole words only
+    assert highlight("oemx oem", ["oem"], "markdown") == "oemx **oem**"  # whole words only
 
 
 # -- embedding map -------------------------------------------------------------------------------------------
@@ -237,25 +270,28 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     g, t = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
     deg = rng.integers(1, 50, size=60)
-    path, used = embedding_map.plot_embedding_map(g, t, deg, tmp_path / "map.png", "map", method="pca")
+    emap = embedding_map.item_map(g, t, deg, method="pca")
+    assert [p.normalized for p in emap.panels] == [False, True] and emap.panels[0].coords.shape == (120, 2)
+    path, used = plots.plot_embedding_map(emap, tmp_path / "map.png", "map"), emap.method
     assert used == "pca" and path.stat().st_size > 1000
     s = geometry.singular_values(g)
-    geometry.plot_spectrum([("graph", [("a", s)]), ("text", [("a", s)])], tmp_path / "s.png", "spectrum")
-    geometry.plot_dimension_variance([("a", geometry.dimension_variance(g))], tmp_path / "v.png", "var")
+    plots.plot_spectrum([("graph", [("a", s)]), ("text", [("a", s)])], tmp_path / "s.png", "spectrum")
+    plots.plot_dimension_variance([("a", geometry.dimension_variance(g))], tmp_path / "v.png", "var")
     for name in ("map.png", "s.png", "v.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, no temporary file left
 
 
 # -- report plumbing -----------------------------------------------------------------------------------------
 
 
 def test_report_renders_markdown_and_html(tmp_path: Path) -> None:
-    rep = Report(tmp_path, "T")
+    rep = Document(tmp_path, "T")
     rep.heading("Section <1>")
     rep.para("a **bold** `code` & more")
     rep.table([{"x": 1.23456, "y": "z"}], digits=2, csv_name="t.csv", caption="cap")
     png = tmp_path / "f.png"
-    geometry.plot_similarity_hist([("a", np.linspace(-1, 1, 50))], png, "h")
+    plots.plot_similarity_hist([("a", np.linspace(-1, 1, 50))], png, "h")
     rep.figure(png, "fig caption")
     rep.raw("**md**", "<mark>h</mark>")
     md, html = rep.markdown(), rep.html()

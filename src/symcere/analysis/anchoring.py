@@ -19,21 +19,23 @@ explanations that contain it, and its frequency (how many explanations contain i
   objective / product terms.
 
 (in that priority order). Texts are lower-cased before explaining (the packaged MiniLM is uncased).
+
+``lime`` and ``vaderSentiment`` come with ``pip install 'symcere[analysis]'``; the figure is
+:func:`symcere.analysis.plots.plot_class_contributions`.
 """
 
 from __future__ import annotations
 
 import functools
-import html
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from symcere.errors import SymcereError
+from symcere.extras import require
 
 __all__ = [
     "CLASSES",
@@ -44,10 +46,8 @@ __all__ = [
     "class_summary",
     "explain_similarity",
     "explain_many",
-    "highlight",
     "make_similarity_fn",
     "pick_examples",
-    "plot_class_contributions",
     "precision_at_k",
     "prepare_text",
     "sample_interactions",
@@ -86,9 +86,8 @@ def stop_words() -> frozenset[str]:
 @functools.lru_cache(maxsize=1)
 def sentiment_lexicon() -> frozenset[str]:
     """Lower-cased words of the VADER sentiment lexicon."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return frozenset(w.lower() for w in SentimentIntensityAnalyzer().lexicon)
+    vader = require("vaderSentiment.vaderSentiment", "the sentiment word class of semantic anchoring")
+    return frozenset(w.lower() for w in vader.SentimentIntensityAnalyzer().lexicon)
 
 
 @dataclass
@@ -183,12 +182,11 @@ def explain_similarity(
     seed: int = 0,
 ) -> Explanation:
     """LIME regression explanation of ``similarity_fn`` (``texts -> (n, 1)``) around ``text``."""
-    from lime.lime_text import LimeTextExplainer
-
     words = tokenize(text)
     if not words:
         return Explanation(text=text, similarity=float(similarity_fn([text])[0, 0]), weights={})
-    explainer = LimeTextExplainer(
+    lime_text = require("lime.lime_text", "LIME semantic anchoring")
+    explainer = lime_text.LimeTextExplainer(
         class_names=["similarity"],
         feature_selection="none",
         split_expression=SPLIT_EXPRESSION,
@@ -308,26 +306,6 @@ def class_summary(
     return rows
 
 
-def highlight(text: str, words: Iterable[str], style: str = "markdown") -> str:
-    """``text`` with every occurrence of ``words`` (whole words, case-insensitive) emphasised: Markdown
-    ``**word**`` or HTML ``<mark>word</mark>`` (the rest HTML-escaped)."""
-    targets = sorted({w.lower() for w in words if w}, key=len, reverse=True)
-    if style not in ("markdown", "html"):
-        raise SymcereError(f"style must be 'markdown' or 'html', got {style!r}")
-    if not targets:
-        return html.escape(text) if style == "html" else text
-    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in targets) + r")(?!\w)", re.IGNORECASE)
-    if style == "markdown":
-        return pattern.sub(lambda m: f"**{m.group(1)}**", text)
-    out, last = [], 0
-    for m in pattern.finditer(text):
-        out.append(html.escape(text[last : m.start()]))
-        out.append(f"<mark>{html.escape(m.group(1))}</mark>")
-        last = m.end()
-    out.append(html.escape(text[last:]))
-    return "".join(out)
-
-
 def anchor_share(
     e: Explanation, classify: Callable[[str], str], anchors: Sequence[str] = ("objective", "content")
 ) -> float:
@@ -362,43 +340,3 @@ def pick_examples(
             share = anchor_share(e, classify, anchors)
             out.append({"signal": kind, "index": k, "explanation": e, "top": top, "share": share})
     return out
-
-
-def plot_class_contributions(
-    summaries: Mapping[str, Sequence[Mapping[str, Any]]],
-    path: str | Path,
-    title: str,
-    colors: Mapping[str, str] | None = None,
-) -> Path:
-    """Bar chart: mean LIME contribution per word class (x) for each run (bars)."""
-    from matplotlib.figure import Figure
-
-    from symcere.analysis.geometry import run_colors
-
-    labels = list(summaries)
-    col = {lab: (colors or {}).get(lab, c) for lab, c in run_colors(labels).items()}
-    classes = [c for c in CLASSES if any(r["class"] == c and r["occurrences"] for s in summaries.values() for r in s)]
-    fig = Figure(figsize=(max(7.0, 1.8 * len(classes) + 2), 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    width = 0.8 / max(1, len(labels))
-    x = np.arange(len(classes))
-    for r, label in enumerate(labels):
-        by = {row["class"]: row["mean contribution"] for row in summaries[label]}
-        ax.bar(
-            x - 0.4 + width * (r + 0.5),
-            [by.get(c, np.nan) for c in classes],
-            width=width,
-            label=label,
-            color=col[label],
-        )
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(classes)
-    ax.set_xlabel("word class")
-    ax.set_ylabel("mean LIME weight on cos(g_ui, t)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path

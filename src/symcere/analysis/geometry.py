@@ -1,8 +1,8 @@
-"""Embedding geometry (symcere.md section 6.1, Table 4, Figure 4): magnitude as popularity, cosine-similarity
-statistics, dimension utilisation.
+"""Embedding geometry (symcere.md section 6.1): magnitude as popularity, the cosine-similarity statistics of
+Table 4 and the dimension utilisation of Figure 4.
 
-Every function takes plain arrays (``(n, d)`` embeddings, ``(n,)`` degrees) so it can be tested without a
-trained model; ``plot_*`` functions draw matplotlib figures (no pyplot state) and save them as PNG.
+Pure functions: plain arrays in (``(n, d)`` embeddings, ``(n,)`` degrees), numbers and arrays out; the figures
+are drawn by :mod:`symcere.analysis.plots`.
 
 Conventions:
 
@@ -22,12 +22,7 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from scipy import stats
 
 from symcere.errors import SymcereError
@@ -40,14 +35,11 @@ __all__ = [
     "l2_normalize",
     "magnitude_popularity",
     "matched_cosine",
-    "plot_dimension_variance",
-    "plot_magnitude",
-    "plot_similarity_hist",
-    "plot_spectrum",
-    "run_colors",
+    "pair_cosines",
     "sample_pairs",
     "singular_values",
     "spearman",
+    "summarize",
 ]
 
 _EPS = 1e-12
@@ -206,183 +198,3 @@ def dimension_utilisation(embeddings: np.ndarray) -> dict[str, float]:
         "var_sum_raw": float(var_r.sum()),
         "var_max_min_raw": float(var_r.max() / max(var_r.min(), _EPS)),
     }
-
-
-# -- plots ---------------------------------------------------------------------------------------------------
-def run_colors(labels: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per run label (matplotlib's ``tab10`` cycle in order), shared by every figure."""
-    palette = [f"C{k}" for k in range(10)]
-    out: dict[str, str] = {}
-    for label in labels:
-        if label not in out:
-            out[label] = palette[len(out) % len(palette)]
-    return out
-
-
-def _colors(labels: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
-    base = run_colors(labels)
-    return {k: (colors or {}).get(k, v) for k, v in base.items()}
-
-
-def _figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return (n + cols - 1) // cols, cols
-
-
-def plot_magnitude(
-    panels: Sequence[Mapping[str, object]],
-    path: str | Path,
-    title: str = "Embedding norm vs training degree",
-) -> Path:
-    """One scatter panel per run: ``log(1 + degree)`` against the L2 norm of each item (and user) embedding.
-
-    Each panel mapping holds ``label``, ``item_degree``, ``item_norm`` and optionally ``user_degree``,
-    ``user_norm``, ``item_rho``, ``user_rho``.
-    """
-    rows, cols = _grid(max(1, len(panels)))
-    fig = _figure(4.6 * cols, 3.8 * rows)
-    fig.suptitle(title)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, p in zip(axes, panels, strict=False):
-        if p.get("user_norm") is not None:
-            rho = p.get("user_rho", float("nan"))
-            ax.scatter(
-                np.log1p(np.asarray(p["user_degree"])),
-                p["user_norm"],
-                s=6,
-                alpha=0.35,
-                color="tab:orange",
-                label=f"users (rho={rho:.2f})",
-            )
-        rho = p.get("item_rho", float("nan"))
-        ax.scatter(
-            np.log1p(np.asarray(p["item_degree"])),
-            p["item_norm"],
-            s=6,
-            alpha=0.5,
-            color="tab:blue",
-            label=f"items (rho={rho:.2f})",
-        )
-        ax.set_title(str(p["label"]), fontsize=9)
-        ax.set_xlabel("log(1 + training degree)")
-        ax.set_ylabel("L2 norm of graph embedding")
-        ax.legend(fontsize=8, loc="best", markerscale=2)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    return _save(fig, path)
-
-
-def plot_similarity_hist(
-    series: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str, colors: Mapping[str, str] | None = None
-) -> Path:
-    """Overlaid histograms of sampled cosine similarities, one line per ``(label, values)``."""
-    allv = np.concatenate([np.asarray(v) for _, v in series]) if series else np.zeros(1)
-    lo, hi = float(np.min(allv)), float(np.max(allv))
-    bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 60)
-    return _step_histograms(
-        series,
-        path,
-        title,
-        colors,
-        bins,
-        xlabel="cosine similarity of a random item pair",
-        ylabel="density",
-        linewidth=1.6,
-        density=True,
-    )
-
-
-def plot_dimension_variance(
-    series: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str, colors: Mapping[str, str] | None = None
-) -> Path:
-    """Overlaid histograms of per-dimension variances (log-spaced bins), one per ``(label, variances)``."""
-    allv = np.concatenate([np.asarray(v) for _, v in series]) if series else np.ones(1)
-    pos = allv[allv > 0]
-    lo, hi = (float(pos.min()), float(pos.max())) if pos.size else (1e-6, 1.0)
-    n_dims = max((np.asarray(v).size for _, v in series), default=1)
-    bins = np.geomspace(lo * 0.9, hi * 1.1 if hi > lo else lo * 2, int(np.clip(n_dims // 3, 10, 40)))
-    clipped = [(label, np.clip(v, lo, None)) for label, v in series]
-    return _step_histograms(
-        clipped,
-        path,
-        title,
-        colors,
-        bins,
-        xlabel="variance of one embedding dimension (L2-normalised rows)",
-        ylabel="number of dimensions",
-        linewidth=1.8,
-        log_x=True,
-    )
-
-
-def _step_histograms(
-    series: Sequence[tuple[str, np.ndarray]],
-    path: str | Path,
-    title: str,
-    colors: Mapping[str, str] | None,
-    bins: np.ndarray,
-    *,
-    xlabel: str,
-    ylabel: str,
-    linewidth: float,
-    density: bool = False,
-    log_x: bool = False,
-) -> Path:
-    """One figure of overlaid step histograms, one per ``(label, values)``, in the runs' fixed colours."""
-    col = _colors([lab for lab, _ in series], colors)
-    fig = _figure(7.5, 4.2)
-    ax = fig.add_subplot()
-    for label, v in series:
-        ax.hist(v, bins=bins, histtype="step", linewidth=linewidth, density=density, label=label, color=col[label])
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_spectrum(
-    panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
-    path: str | Path,
-    title: str,
-    colors: Mapping[str, str] | None = None,
-) -> Path:
-    """Singular-value spectra (``s_k / s_1``, log scale), one panel per ``(panel title, [(label, s), ...])``;
-    one legend below the panels."""
-    col = _colors([lab for _, series in panels for lab, _ in series], colors)
-    n = max(1, len(panels))
-    fig = _figure(5.2 * n, 4.3)
-    fig.suptitle(title)
-    axes = fig.subplots(1, n, squeeze=False).ravel()
-    for ax, (ptitle, series) in zip(axes, panels, strict=False):
-        for label, s in series:
-            s = np.asarray(s, dtype=np.float64)
-            if s.size and s[0] > 0:
-                ax.plot(np.arange(1, s.size + 1), s / s[0], linewidth=1.6, label=label, color=col[label])
-        ax.set_yscale("log")
-        ax.set_title(ptitle, fontsize=10)
-        ax.set_xlabel("singular value index k")
-        ax.set_ylabel("s_k / s_1")
-        ax.grid(alpha=0.3, which="both")
-    handles = [Line2D([], [], color=c, linewidth=2, label=lab) for lab, c in col.items()]
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        fontsize=8,
-        ncols=1 if max((len(h.get_label()) for h in handles), default=0) > 40 else min(3, max(1, len(handles))),
-    )
-    return _save(fig, path)

@@ -5,22 +5,20 @@ Items are cut into ``n_groups`` groups holding about the same number of TRAINING
 (:func:`symcere.evaluation.popularity_groups`; group 0 is the least popular tail, the last group the head).
 A group's contribution is the metric counting only hits on that group's items, with the overall normaliser,
 so the contributions add up to the overall metric. A model with less popularity bias moves contribution
-towards the low group ids.
+towards the low group ids. The figure is :func:`symcere.analysis.plots.plot_longtail`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from symcere.analysis.geometry import run_colors
 from symcere.errors import SymcereError
 from symcere.evaluation import evaluate, group_summary, popularity_groups
 
-__all__ = ["group_contributions_from_metrics", "longtail_contributions", "longtail_rows", "plot_longtail"]
+__all__ = ["group_contributions_from_metrics", "longtail_contributions", "longtail_rows"]
 
 
 def group_contributions_from_metrics(metrics: Mapping[str, float], metric: str, k: int, n_groups: int) -> np.ndarray:
@@ -97,46 +95,3 @@ def longtail_rows(results: Mapping[str, Mapping[str, Any]], metric: str) -> list
         total[label] = float(r["total"][metric])
     rows.append(total)
     return rows
-
-
-def plot_longtail(
-    results: Mapping[str, Mapping[str, Any]],
-    path: str | Path,
-    metrics: Sequence[str] = ("recall", "ndcg"),
-    title: str = "Contribution of each popularity group (test)",
-    colors: Mapping[str, str] | None = None,
-) -> Path:
-    """Grouped bar chart: one panel per metric, groups on the x axis, one bar per run; legend below."""
-    from matplotlib.figure import Figure
-
-    labels = list(results)
-    col = {lab: (colors or {}).get(lab, c) for lab, c in run_colors(labels).items()}
-    first = next(iter(results.values()))
-    n_groups, k = int(first["n_groups"]), int(first["k"])
-    fig = Figure(figsize=(max(7.0, 0.9 * n_groups + 1.5), 3.6 * len(metrics)), layout="constrained")
-    fig.suptitle(title)
-    axes = fig.subplots(len(metrics), 1, squeeze=False).ravel()
-    width = 0.8 / max(1, len(labels))
-    x = np.arange(n_groups)
-    for ax, m in zip(axes, metrics, strict=True):
-        for r, label in enumerate(labels):
-            ax.bar(
-                x - 0.4 + width * (r + 0.5),
-                results[label]["contrib"][m],
-                width=width,
-                label=label if ax is axes[0] else None,
-                color=col[label],
-            )
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{g}" for g in range(n_groups)])
-        ax.set_xlabel(f"popularity group (0 = long tail ... {n_groups - 1} = head)")
-        ax.set_ylabel(f"contribution to {m.upper() if m == 'ndcg' else m.capitalize()}@{k}")
-        ax.grid(alpha=0.3, axis="y")
-    fig.legend(
-        loc="outside lower center",
-        fontsize=8,
-        ncols=1 if max(map(len, labels), default=0) > 40 else min(3, max(1, len(labels))),
-    )
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
