@@ -82,7 +82,7 @@ def small_config(model: str, *overrides: str) -> dict:
 
 
 class FakeTextTower(nn.Module):
-    """A deterministic stand-in for ``models.text.TextTower``.
+    """A deterministic stand-in for ``symcere.text.TextTower``.
 
     Each item has a fixed random "hidden" text vector (a buffer); ``forward`` projects it with a trainable
     linear layer. ``view=True`` adds noise drawn from ``self._rng`` (stateful like the real tower's view
@@ -98,10 +98,14 @@ class FakeTextTower(nn.Module):
         self._rng = np.random.default_rng(seed)
         self.hidden_size = hidden
 
+    def reseed(self, seed) -> None:
+        self._rng = np.random.default_rng(seed)
+
     def forward(self, item_ids: torch.Tensor, view: bool = False) -> torch.Tensor:
         h = self.table[item_ids]
         if view:
-            h = h + self.noise * torch.from_numpy(self._rng.standard_normal(h.shape).astype(np.float32))
+            noise = torch.from_numpy(self._rng.standard_normal(h.shape).astype(np.float32)).to(h.device)
+            h = h + self.noise * noise
         return self.proj(h)
 
     @torch.no_grad()

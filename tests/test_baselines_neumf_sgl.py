@@ -41,8 +41,8 @@ def test_configs_load():
     assert n["model"]["name"] == "neumf" and n["model"]["mlp_layers"] == [64, 32, 16]
     assert n["train"]["num_negatives"] == 4 and "rec" not in n.get("loss", {})
     s = load_config("sgl")
-    assert s["model"]["edge_dropout"] == 0.1 and s["model"]["ssl_tau"] == 0.2
-    assert s["model"]["ssl_weight"] == 0.1 and s["model"]["view_every"] == "epoch"
+    assert s["views"]["edge_dropout"] == 0.1 and s["model"]["ssl_tau"] == 0.2
+    assert s["model"]["ssl_weight"] == 0.1 and s["views"]["every"] == "epoch"
     assert s["loss"]["rec"] == "bpr"
 
 
@@ -123,7 +123,7 @@ def test_sgl_loss_forward_backward_and_score():
 def test_sgl_views_per_epoch_and_drop_fraction():
     ds = FakeDataset(n_users=300, n_items=200, per_user=10)  # 3,000 edges
     n_edges = len(ds.split_arrays("train")[0])
-    model = SGL(ds, _cfg("sgl", "model.edge_dropout=0.2", "model.layers=1"))
+    model = SGL(ds, _cfg("sgl", "views.edge_dropout=0.2", "model.layers=1"))
 
     def snapshot():
         return [(a.crow_indices().clone(), a.col_indices().clone()) for a in model.views]
@@ -146,7 +146,7 @@ def test_sgl_views_per_epoch_and_drop_fraction():
     batch = _batch(ds, model)
     model.loss(batch)
     assert same(snapshot()[0], e1[0])
-    stepwise = SGL(ds, _cfg("sgl", "model.view_every=step", "model.layers=1"))
+    stepwise = SGL(ds, _cfg("sgl", "views.every=step", "model.layers=1"))
     stepwise.on_epoch_start(1)
     stepwise.loss(batch)
     before = [(a.crow_indices().clone(), a.col_indices().clone()) for a in stepwise.views]
@@ -155,8 +155,8 @@ def test_sgl_views_per_epoch_and_drop_fraction():
 
 
 def test_sgl_bad_view_every():
-    with pytest.raises(ValueError, match="view_every"):
-        SGL(FakeDataset(), _cfg("sgl", "model.view_every=batch"))
+    with pytest.raises(ValueError, match="views.every"):
+        SGL(FakeDataset(), _cfg("sgl", "views.every=batch"))
 
 
 def test_sgl_steps_reduce_loss():

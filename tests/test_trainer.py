@@ -248,9 +248,9 @@ def _sgl_trainer(ds, cfg, run):
 @pytest.mark.parametrize(
     ("make", "cfg_args"),
     [
-        (_symcere_trainer, ("symcere", "train.max_epochs=5", "loss.view_every=epoch")),
-        (_symcere_trainer, ("symcere", "train.max_epochs=4", "loss.view_every=step", "model.backbone=ngcf")),
-        (_sgl_trainer, ("sgl", "train.max_epochs=4", "model.view_every=step")),
+        (_symcere_trainer, ("symcere", "train.max_epochs=5", "views.every=epoch")),
+        (_symcere_trainer, ("symcere", "train.max_epochs=4", "views.every=step", "model.backbone=ngcf")),
+        (_sgl_trainer, ("sgl", "train.max_epochs=4", "views.every=step")),
     ],
     ids=["symcere", "symcere-ngcf-step", "sgl"],
 )

@@ -109,9 +109,7 @@ class Run:
             raise SymcereError(f"unknown user ids: {', '.join(map(repr, unknown[:5]))}{more}")
         return np.array([index[u] for u in wanted], dtype=np.int64)
 
-    def recommend(
-        self, users: Iterable[Any] | None = None, k: int = 10, exclude: str = "train+valid"
-    ) -> pd.DataFrame:
+    def recommend(self, users: Iterable[Any] | None = None, k: int = 10, exclude: str = "train+valid") -> pd.DataFrame:
         """Top-``k`` items per user (original ids) as a frame ``user, item, rank, score``, never an interaction of
         the splits named by ``exclude`` (``train`` | ``train+valid`` | ``all``). Score descending, ties by item
         index; a user with fewer than ``k`` candidates gets fewer rows."""
@@ -158,6 +156,7 @@ def fit(
     *,
     preset: str | None = None,
     config: Settings = None,
+    files: Iterable[str | Path] = (),
     seed: int | None = None,
     out: str | Path | None = None,
     resume: bool = False,
@@ -166,7 +165,8 @@ def fit(
     """Train ``model`` (a name of ``symcere.models.MODELS``) on ``data`` (a ``Dataset`` or a dataset directory).
 
     ``config``: settings as a mapping (nested sections or dotted keys, e.g. ``{"train.lr": 5e-3}``) or
-    ``key=value`` strings; ``out``: the run directory (``None``: a temporary one)."""
+    ``key=value`` strings, applied after the YAML ``files``; ``out``: the run directory (``None``: a temporary
+    one)."""
     from symcere.training.run import train_model
 
     dataset = _dataset(data)
@@ -177,7 +177,7 @@ def fit(
         overrides = as_layer(config)
     if seed is not None:
         overrides["seed"] = int(seed)
-    cfg = load_config(model, preset=preset, overrides=overrides)
+    cfg = load_config(model, preset=preset, files=files, overrides=overrides)
     with tempfile.TemporaryDirectory(prefix="symcere-run-") if out is None else contextlib.nullcontext(out) as d:
         run_dir = Path(d) / "run" if out is None else Path(d)
         net, result = train_model(dataset, cfg, run_dir, resume=resume, progress=progress)
@@ -217,7 +217,9 @@ class Experiment:
         for label, spec in self.specs().items():
             unknown = set(spec) - {"model", "preset", "config"}
             if unknown:
-                raise SymcereError(f"Experiment model {label!r}: unknown keys {sorted(unknown)} (model, preset, config)")
+                raise SymcereError(
+                    f"Experiment model {label!r}: unknown keys {sorted(unknown)} (model, preset, config)"
+                )
             per_seed = []
             for seed in self.seeds:
                 out = None if self.out is None else Path(self.out) / label / f"seed{seed}"

@@ -132,13 +132,6 @@ def cmd_export_recbole(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------- train, evaluate, recommend, quickstart
 
 
-def _resolve(args: argparse.Namespace, model: str):
-    from symcere.config import load_config
-
-    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    return load_config(model, preset=args.preset, files=args.config, overrides=overrides)
-
-
 def _summary_rows(name: str, result) -> dict:
     row = {"model": name, "status": result.status}
     for split, metrics in (("valid", result.valid), ("test", result.test)):
@@ -149,13 +142,21 @@ def _summary_rows(name: str, result) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from symcere.data import Dataset
+    from symcere.api import fit
     from symcere.tables import markdown_table
-    from symcere.training.run import train
 
-    cfg = _resolve(args, args.model)
-    dataset = Dataset.load(args.data)
-    result = train(dataset, cfg, args.out, resume=args.resume, progress=not args.quiet)
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    run = fit(
+        args.data,
+        args.model,
+        preset=args.preset,
+        config=overrides,
+        files=args.config,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    result = run.result
     print(markdown_table([_summary_rows(args.model, result)]))
     if result.status == "diverged":
         print(
@@ -168,80 +169,52 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from symcere.evaluation.evaluator import evaluate_split
+    from symcere.api import Run
     from symcere.tables import markdown_table
-    from symcere.training.run import load_run
 
-    model, dataset, cfg, _ = load_run(args.run_dir, args.data)
-    with torch.no_grad():
-        res = evaluate_split(
-            model.score,
-            dataset,
-            args.split,
-            ks=tuple(args.k),
-            max_batch_elements=int(cfg["eval"]["max_batch_elements"]),
-            progress=True,
-        )
+    metrics = Run.load(args.run_dir, args.data).evaluate(args.split, ks=args.k, progress=True)
     if args.json:
-        print(json.dumps(res.metrics, indent=2))
+        print(json.dumps(metrics, indent=2))
     else:
-        print(markdown_table([{"metric": k, args.split: v} for k, v in res.metrics.items()]))
+        print(markdown_table([{"metric": k, args.split: v} for k, v in metrics.items()]))
     return 0
 
 
-def cmd_recommend(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+def _read_user_ids(path: str) -> list[tuple[int, str]]:
+    """``(line number, original user id)`` per non-blank line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SymcereError(f"cannot read the --users file {path}: {exc}") from None
+    return [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
 
-    from symcere.evaluation.evaluator import topk_items
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from symcere.api import Run
     from symcere.io import write_text
-    from symcere.training.run import load_run
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise SymcereError(f"{out} exists; pass --force to overwrite it")
-    model, dataset, cfg, _ = load_run(args.run_dir, args.data)
-    splits = {"train": ["train"], "train+valid": ["train", "valid"], "all": ["train", "valid", "test"]}
-    seen = sum(dataset.matrix(s) for s in splits[args.exclude_seen])
+    run = Run.load(args.run_dir, args.data)
+    users = None
     if args.users:
-        index = {u: i for i, u in enumerate(dataset.user_ids)}
-        wanted, unknown = [], []
-        try:
-            lines = Path(args.users).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SymcereError(f"cannot read the --users file {args.users}: {exc}") from None
-        for n, line in enumerate(lines, 1):
-            uid = line.strip()
-            if uid:
-                (wanted.append(index[uid]) if uid in index else unknown.append(f"{uid} (line {n})"))
+        numbered = _read_user_ids(args.users)
+        known = set(run.dataset.user_ids)
+        unknown = [f"{u} (line {n})" for n, u in numbered if u not in known]
         if unknown:
             raise SymcereError(
                 f"{args.users}: unknown user ids: {', '.join(unknown[:5])}"
                 + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             )
-        users = np.array(wanted, dtype=np.int64)
-    else:
-        users = np.arange(dataset.n_users, dtype=np.int64)
-    with torch.no_grad():
-        items, scores = topk_items(
-            model.score,
-            seen.tocsr(),
-            torch.from_numpy(users),
-            args.k,
-            max_batch_elements=int(cfg["eval"]["max_batch_elements"]),
-        )
-    rows = ["user\titem\trank\tscore\n"]
-    for row, u in enumerate(users):
-        for rank in range(items.shape[1]):
-            s = float(scores[row, rank])
-            if s == float("-inf"):
-                continue  # fewer than k candidates left for this user
-            rows.append(f"{dataset.user_ids[u]}\t{dataset.item_ids[int(items[row, rank])]}\t{rank + 1}\t{s:.6f}\n")
+        users = [u for _, u in numbered]
+    recs = run.recommend(users, k=args.k, exclude=args.exclude_seen)
+    lines = ["user\titem\trank\tscore\n"]
+    lines += [f"{u}\t{i}\t{r}\t{s:.6f}\n" for u, i, r, s in recs.itertuples(index=False)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, "".join(rows))
-    print(f"wrote top-{args.k} lists for {len(users)} users to {out}")
+    write_text(out, "".join(lines))
+    n_users = run.dataset.n_users if users is None else len(users)
+    print(f"wrote top-{args.k} lists for {n_users} users to {out}")
     return 0
 
 

@@ -44,9 +44,7 @@ from symcere.schema import TextOptions
 class SymCERE(EmbeddingRecommender):
     """Graph encoder + text tower trained with Eq. 13."""
 
-    def __init__(
-        self, dataset: Any, cfg: dict[str, Any], text_tower: nn.Module | None = None, progress: bool = True
-    ):
+    def __init__(self, dataset: Any, cfg: dict[str, Any], text_tower: nn.Module | None = None, progress: bool = True):
         super().__init__(dataset, cfg)
         m, lo = cfg["model"], cfg["loss"]
         self.align_normalize = bool(m["normalize"])  # Eq. 3 before every alignment loss
@@ -77,7 +75,9 @@ class SymCERE(EmbeddingRecommender):
         texts = item_texts(dataset, bool(t["shuffle_items"]), int(cfg["seed"]))
         n_views = int(t["n_views"]) if float(cfg["loss"]["alpha"]) > 0 else 0  # views only feed Eq. 11
         with contextlib.nullcontext() if progress else quiet_hf():
-            return TextTower(texts, out_dim, TextOptions(**t), n_views=n_views, seed=int(cfg["seed"]), progress=progress)
+            return TextTower(
+                texts, out_dim, TextOptions(**t), n_views=n_views, seed=int(cfg["seed"]), progress=progress
+            )
 
     # -- optimisation --------------------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -112,11 +112,10 @@ class SymCERE(EmbeddingRecommender):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         users, pos = batch["users"], batch["pos"]
         g_users, g_items = self.propagate()
-        g_u, g_i, g_j = g_users[users], g_items[pos], g_items[batch["neg"][:, 0]]
+        g_u, g_i = g_users[users], g_items[pos]
         terms: dict[str, torch.Tensor] = {}
-        pos_s = (self._maybe_norm(g_u) * self._maybe_norm(g_i)).sum(-1)
-        neg_s = (self._maybe_norm(g_u) * self._maybe_norm(g_j)).sum(-1)
-        terms["rank"] = self.beta * losses.bpr_loss(pos_s, neg_s, reduction=self.bpr_reduction)  # Eq. 12
+        bpr = self.rec_loss_terms(g_u, g_items, batch)["bpr"]  # Eq. 12 (mean over the batch), LightGCN's code
+        terms["rank"] = self.beta * (bpr * len(users) if self.bpr_reduction == "sum" else bpr)
 
         anchor = (g_u + g_i) / 2  # g_ui, section 3.1.1
         if self.cross_weight > 0 or self.alpha > 0:
