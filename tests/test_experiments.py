@@ -121,7 +121,7 @@ def test_plan_runs_writes_tables_and_resumes(tmp_path: Path, tiny_data: Path, ca
     assert run_plan(plan, quiet=True)["trained"] == 0  # everything finished: all skipped
     # an interrupted run (checkpoint, no metrics.json) resumes; a changed config retrains and keeps the old dir
     (out / "runs" / "tiny" / "mf" / "seed1" / "metrics.json").unlink()
-    plan.models["lightgcn"].set.append("model.layers=2")
+    plan.models["lightgcn"].set["model"]["layers"] = 2
     summary = run_plan(plan, quiet=True)
     assert (summary["trained"], summary["reused"]) == (3, 1)
     assert len(list((out / "runs" / "tiny" / "lightgcn").glob("seed0.stale-*"))) == 1

@@ -159,7 +159,7 @@ def _dataset(c: _Checker, name: str, raw: Any, base: Path) -> DatasetSpec:
         if synth.get("preset", "default") not in ("default", "tiny"):
             c.fail(f"{key}.synthetic.preset", "must be 'default' or 'tiny'")
         try:
-            synth_config(synth)
+            synth_config(synth, f"{key}.synthetic")
         except (SymcereError, TypeError, ValueError) as exc:
             c.fail(f"{key}.synthetic", str(exc))
         spec.synthetic = synth
@@ -172,7 +172,7 @@ def _dataset(c: _Checker, name: str, raw: Any, base: Path) -> DatasetSpec:
     return spec
 
 
-def synth_config(entry: dict[str, Any]):
+def synth_config(entry: dict[str, Any], where: str = ""):
     """A ``synthetic:`` plan entry -> SynthConfig, checked by the one config validator (``preset`` and
     ``k_core`` are not SynthConfig fields)."""
     from dataclasses import asdict
@@ -180,7 +180,10 @@ def synth_config(entry: dict[str, Any]):
     from symcere.config import build
     from symcere.data.synthetic import SynthConfig
 
+    from symcere.config import validate
+
     kw = {k: v for k, v in entry.items() if k not in ("preset", "k_core")}
+    validate(SynthConfig, kw, where)
     base = SynthConfig.tiny() if entry.get("preset") == "tiny" else SynthConfig()
     return build(SynthConfig, [asdict(base), kw])
 
