@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[all,dev]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -17,6 +17,7 @@ from typing import Any
 
 from symcere.config import config_hash, flatten
 from symcere.errors import SymcereError
+from symcere.extras import require
 from symcere.experiments.plan import Plan, safe_name
 
 
@@ -99,7 +100,7 @@ def _suggest(trial: Any, name: str, dist: dict[str, Any]) -> Any:
 
 def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[str, Any]:
     """Run the study of (dataset, label) through ``runner.run`` and save the chosen settings."""
-    import optuna
+    optuna = require("optuna", "tuning (experiment plans with a tuning: section)")
 
     t = plan.tuning
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,18 +18,24 @@ _ADJ_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def normalized_adjacency(
-    n_users: int, n_items: int, users: np.ndarray | torch.Tensor, items: np.ndarray | torch.Tensor
+    n_users: int,
+    n_items: int,
+    users: np.ndarray | torch.Tensor,
+    items: np.ndarray | torch.Tensor,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """``D^-1/2 A D^-1/2`` of the bipartite graph as a sparse CSR tensor of size (U+I, U+I) (Eq. 1)."""
-    u = torch.as_tensor(np.asarray(users), dtype=torch.long)
-    i = torch.as_tensor(np.asarray(items), dtype=torch.long) + n_users
+    """``D^-1/2 A D^-1/2`` of the bipartite graph as a sparse CSR tensor of size (U+I, U+I) on ``device`` (Eq. 1)."""
+    u = torch.as_tensor(np.asarray(users), dtype=torch.long, device=device)
+    i = torch.as_tensor(np.asarray(items), dtype=torch.long, device=device) + n_users
     n = n_users + n_items
     rows = torch.cat([u, i])
     cols = torch.cat([i, u])
     deg = torch.bincount(rows, minlength=n).float()
     inv_sqrt = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
     vals = inv_sqrt[rows] * inv_sqrt[cols]
-    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n), check_invariants=False).coalesce()
+    adj = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), vals, (n, n), device=device, check_invariants=False
+    ).coalesce()
     with warnings.catch_warnings():  # "CSR support is in beta": CSR x dense (with autograd) is what we use
         warnings.simplefilter("ignore", UserWarning)
         return adj.to_sparse_csr()

@@ -47,7 +47,7 @@ class SGL(LightGCN):
         self.views, self.view_edges = [], []
         for _ in range(2):
             u, i = edge_dropout(self.train_users, self.train_items, self.drop_rate, rng)
-            self.views.append(normalized_adjacency(self.n_users, self.n_items, u, i).to(self.adj.device))
+            self.views.append(normalized_adjacency(self.n_users, self.n_items, u, i, self.adj.device))
             self.view_edges.append(len(u))
 
     def on_epoch_start(self, epoch: int) -> None:

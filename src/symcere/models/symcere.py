@@ -96,7 +96,7 @@ class SymCERE(EmbeddingRecommender):
 
     def _new_view(self) -> None:
         u, i = edge_dropout(self.train_users, self.train_items, self.edge_drop, self._rng)
-        self.view_adj = normalized_adjacency(self.n_users, self.n_items, u, i).to(self.adj.device)
+        self.view_adj = normalized_adjacency(self.n_users, self.n_items, u, i, self.adj.device)
 
     def _sphere(self, x: torch.Tensor) -> torch.Tensor:
         return losses.l2_normalize(x) if self.align_normalize else x
