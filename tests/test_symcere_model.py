@@ -224,7 +224,7 @@ def test_without_text_symcere_is_lightgcn_exactly(tiny_dataset):
         a, b = lgcn.loss(batch), sym.loss(batch)
         assert torch.equal(a["bpr"], b["rank"]) and torch.equal(a["reg"], b["reg"]), step
         assert torch.equal(a["total"], b["total"])
-        for m, opt, terms in ((lgcn, opts[0], a), (sym, opts[1], b)):
+        for opt, terms in ((opts[0], a), (opts[1], b)):
             opt.zero_grad()
             terms["total"].backward()
             opt.step()

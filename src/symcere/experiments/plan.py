@@ -177,10 +177,8 @@ def synth_config(entry: dict[str, Any], where: str = ""):
     ``k_core`` are not SynthConfig fields)."""
     from dataclasses import asdict
 
-    from symcere.config import build
+    from symcere.config import build, validate
     from symcere.data.synthetic import SynthConfig
-
-    from symcere.config import validate
 
     kw = {k: v for k, v in entry.items() if k not in ("preset", "k_core")}
     validate(SynthConfig, kw, where)

@@ -17,8 +17,8 @@ from typing import Any
 
 from symcere.config import config_hash, flatten
 from symcere.errors import SymcereError
-from symcere.extras import require
 from symcere.experiments.plan import Plan, safe_name
+from symcere.extras import require
 
 
 def settings_path(plan: Plan, dataset: str, label: str) -> Path:
