@@ -160,3 +160,38 @@ def test_the_readme_python_api_example_runs_as_written(tmp_path, monkeypatch):
     table, recs = namespace["table"], namespace["recs"]
     assert list(table["model"]) == ["mf", "lightgcn"] and table["ndcg@10"].between(0, 1).all()
     assert list(recs.columns) == ["user", "item", "rank", "score"] and len(recs) == 2 * 5
+
+
+def test_a_run_directory_written_by_0_1_0_still_evaluates_and_recommends(tmp_path, tiny_dataset):
+    """config.yaml in the keys of 0.1.0 (model.preset, loss.tau): evaluate and recommend read it unchanged."""
+    import yaml
+
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lightgcn",
+                "--data",
+                str(tiny_dataset.path),
+                "--out",
+                str(out),
+                "--set",
+                "train.max_epochs=2",
+                "--set",
+                "model.dim=8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    recs_now = tmp_path / "now.tsv"
+    assert main(["recommend", str(out), "--k", "3", "--out", str(recs_now)]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    old = {**cfg, "model": {**cfg["model"], "preset": cfg.pop("preset")}, "loss": {"rec": "bpr", "tau": 0.1}}
+    (out / "config.yaml").write_text(yaml.safe_dump(old))
+    recs_old = tmp_path / "old.tsv"
+    assert main(["recommend", str(out), "--k", "3", "--out", str(recs_old)]) == 0
+    assert recs_old.read_text() == recs_now.read_text()
+    assert main(["evaluate", str(out), "--split", "test", "--json"]) == 0

@@ -15,7 +15,6 @@ temporary directory that is removed when training ends; the returned ``Run`` kee
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from symcere.config import load_config, migrate
+from symcere.config import load_config
 from symcere.errors import SymcereError
 from symcere.evaluation.evaluator import evaluate_split, topk_items
-from symcere.training.device import resolve_device
 
 #: which interactions ``recommend`` never returns again, by name
 EXCLUDE_SPLITS = {"train": ("train",), "train+valid": ("train", "valid"), "all": ("train", "valid", "test")}
@@ -51,32 +48,10 @@ class Run:
     def load(cls, run_dir: str | Path, data: Any = None, *, device: str = "auto") -> Run:
         """A finished run directory (its best weights), on ``device``; ``data``: the dataset (a ``Dataset`` or a
         dataset directory) when it moved since training."""
-        from symcere.data import Dataset
-        from symcere.models import build_model
-        from symcere.training.checkpoint import load_checkpoint
-        from symcere.training.seeding import seed_everything
+        from symcere.training.run import load_run
 
-        run_dir = Path(run_dir)
-        cfg_path, env_path = run_dir / "config.yaml", run_dir / "env.json"
-        if not cfg_path.exists():
-            raise SymcereError(f"{run_dir} is not a symcere run directory (no config.yaml)")
-        cfg = migrate(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}, str(cfg_path))
-        if data is None or isinstance(data, str | Path):
-            env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.exists() else {}
-            where = Path(data) if data is not None else Path(env.get("dataset", ""))
-            if data is None and not (where / "dataset.json").exists():
-                raise SymcereError(f"the dataset of run {run_dir} ({where}) is not available; pass --data DIR")
-            data = Dataset.load(where)
-        weights = run_dir / "best.pt"
-        if not weights.exists():
-            raise SymcereError(f"{run_dir} has no best.pt: the run never reached a validation")
-        seed_everything(int(cfg["seed"]))
-        model = build_model(data, cfg, progress=False)
-        model.load_state_dict(load_checkpoint(weights)["model"])
-        model.to(resolve_device(device)).eval()
-        metrics_path = run_dir / "metrics.json"
-        result = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
-        return cls(model, data, cfg, result, run_dir)
+        model, dataset, cfg, result = load_run(run_dir, data, device=device)
+        return cls(model, dataset, cfg, result or None, Path(run_dir))
 
     @property
     def device(self) -> torch.device:

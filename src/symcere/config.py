@@ -163,9 +163,20 @@ def build(cls: type, layers: Iterable[Mapping[str, Any]] = ()) -> Any:
     return _instance(cls, cfg)
 
 
+def _coerce(hint: Any, value: Any) -> Any:
+    """Integers given for a float field become floats (``lr: 1`` and ``lr: 1.0`` are one configuration)."""
+    floats = hint is float or (
+        typing.get_origin(hint) in (typing.Union, types.UnionType) and float in typing.get_args(hint)
+    )
+    return float(value) if floats and isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _instance(cls: type, values: Mapping[str, Any]) -> Any:
     hints = _hints(cls)
-    kwargs = {k: _instance(hints[k], v) if dataclasses.is_dataclass(hints[k]) else v for k, v in values.items()}
+    kwargs = {
+        k: _instance(hints[k], v) if dataclasses.is_dataclass(hints[k]) else _coerce(hints[k], v)
+        for k, v in values.items()
+    }
     try:
         return cls(**kwargs)
     except ValueError as exc:

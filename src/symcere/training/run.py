@@ -31,9 +31,39 @@ def train(
     return train_model(dataset, cfg, run_dir, resume=resume, progress=progress)[1]
 
 
-def load_run(run_dir: str | Path, data_dir: str | Path | None = None, *, device: str = "auto"):
-    """A finished run: ``(model with its best weights, dataset, cfg, metrics)`` (see ``symcere.api.Run.load``)."""
-    from symcere.api import Run
+def load_run(run_dir: str | Path, data: Any = None, *, device: str = "auto"):
+    """A finished run: ``(model with its best weights on device, dataset, cfg, metrics)``. ``data``: the dataset
+    (a ``Dataset`` or its directory) when it moved since training; the config is migrated to today's keys."""
+    import json
 
-    run = Run.load(run_dir, data_dir, device=device)
-    return run.model, run.dataset, run.config, run.result or {}
+    import yaml
+
+    from symcere.config import migrate
+    from symcere.data import Dataset
+    from symcere.errors import SymcereError
+    from symcere.models import build_model
+    from symcere.training.checkpoint import load_checkpoint
+    from symcere.training.device import resolve_device
+    from symcere.training.seeding import seed_everything
+
+    run_dir = Path(run_dir)
+    cfg_path, env_path = run_dir / "config.yaml", run_dir / "env.json"
+    if not cfg_path.exists():
+        raise SymcereError(f"{run_dir} is not a symcere run directory (no config.yaml)")
+    cfg = migrate(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}, str(cfg_path))
+    if data is None or isinstance(data, str | Path):
+        env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.exists() else {}
+        where = Path(data) if data is not None else Path(env.get("dataset", ""))
+        if data is None and not (where / "dataset.json").exists():
+            raise SymcereError(f"the dataset of run {run_dir} ({where}) is not available; pass --data DIR")
+        data = Dataset.load(where)
+    weights = run_dir / "best.pt"
+    if not weights.exists():
+        raise SymcereError(f"{run_dir} has no best.pt: the run never reached a validation")
+    seed_everything(int(cfg["seed"]))
+    model = build_model(data, cfg, progress=False)
+    model.load_state_dict(load_checkpoint(weights)["model"])
+    model.to(resolve_device(device)).eval()
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    return model, data, cfg, metrics
