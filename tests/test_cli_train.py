@@ -41,6 +41,7 @@ COMMANDS = [
     ["data", "stats"],
     ["data", "synth"],
     ["data", "export-recbole"],
+    ["config"],
     ["train"],
     ["evaluate"],
     ["recommend"],
@@ -254,3 +255,13 @@ def test_recommend_refuses_to_overwrite(trained, tmp_path, capsys):
     header, rows = read_tsv(out)
     assert header == ["user", "item", "rank", "score"] and len(rows) == 2 * 30
     assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed into place
+
+
+def test_config_command_shows_every_value_and_what_a_preset_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "symcere", "--preset", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "| loss.beta | 0.05 * (default 1.0) |" in out and "| model.dim | 64 |" in out
+    assert main(["config", "lightgcn", "--yaml", "--set", "train.lr=0.5"]) == 0
+    assert "lr: 0.5" in capsys.readouterr().out
+    assert main(["config", "lightgcn", "--set", "train.lrr=1"]) == 2
+    assert "did you mean 'train.lr'" in capsys.readouterr().err

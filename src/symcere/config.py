@@ -382,6 +382,31 @@ def dump(cfg: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n" + text
 
 
+def describe(cfg: Mapping[str, Any]) -> str:
+    """Every effective value of a resolved configuration with its documentation, as a Markdown table; values
+    that differ from the model's schema defaults are marked with ``*`` (with the default)."""
+    cls = _check_model(str(cfg["model"]["name"]))
+    defaults = flatten(dataclasses.asdict(cls()))
+    docs = _docs(cls)
+    rows = ["| key | value | meaning |", "|---|---|---|"]
+    for key, value in flatten(cfg).items():
+        mark = "" if defaults.get(key) == value or key == "preset" else f" * (default {defaults.get(key)!r})"
+        cells = (key, f"{value!r}{mark}", docs.get(key, ""))
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _docs(cls: type, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_docs(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = str(f.metadata.get("doc", ""))
+    return out
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{'train': {'lr': 1}}`` -> ``{'train.lr': 1}``."""
     out: dict[str, Any] = {}

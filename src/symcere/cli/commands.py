@@ -141,6 +141,15 @@ def _summary_rows(name: str, result) -> dict:
     return row
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from symcere.config import describe, dump, load_config
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = load_config(args.model, preset=args.preset, files=args.config, overrides=overrides)
+    print(dump(cfg) if args.yaml else describe(cfg), end="")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from symcere.api import fit
     from symcere.tables import markdown_table

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prepare(sub)
     _add_data(sub)
+    _add_config(sub)
     _add_train(sub)
     _add_evaluate(sub)
     _add_recommend(sub)
@@ -107,6 +108,19 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         help="dotted override, e.g. --set train.lr=5e-4 (repeatable)",
     )
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="print a model's resolved configuration: every effective value with its meaning",
+        description="Resolve defaults -> preset -> files -> overrides and print every value, marking what differs "
+        "from the model's defaults (and so what a preset changes).",
+    )
+    p.add_argument("model", help="mf, lightgcn, ngcf, neumf, sgl, dgclr, symcere")
+    p.add_argument("--yaml", action="store_true", help="print the resolved YAML (as a run's config.yaml) instead")
+    _add_config_args(p)
+    p.set_defaults(func=commands.cmd_config)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
