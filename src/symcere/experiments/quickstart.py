@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from symcere.config import load_config
+from symcere.io import write_text
 from symcere.tables import markdown_table
 
 #: Settings that keep the quickstart within a few minutes on 2 CPU cores (frozen text encoder).
@@ -50,7 +51,7 @@ def run_quickstart(workdir: Path, models: list[str], progress: bool = True) -> i
         row["s/epoch"] = result.get("seconds_per_epoch")
         rows.append(row)
     table = markdown_table(rows)
-    (workdir / "results.md").write_text(table + "\n", encoding="utf-8")
+    write_text(workdir / "results.md", table + "\n")
     print()
     print(table)
     print(f"\nruns in {workdir / 'runs'}; table in {workdir / 'results.md'}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from symcere.errors import SymcereError
 from symcere.experiments.plan import run_dir_of
+from symcere.io import write_text
 from symcere.tables import Latex, csv_table, latex_table, markdown_table
 
 METRICS = (("HR@10", "hr@10"), ("NDCG@10", "ndcg@10"))
@@ -260,7 +261,7 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
     written: list[Path] = []
 
     def put(name: str, text: str) -> None:
-        (tables / name).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        write_text(tables / name, text if text.endswith("\n") else text + "\n")
         written.append(tables / name)
 
     metric_cols = sorted({k for r in records for k in r if k.startswith(("test ", "valid "))})

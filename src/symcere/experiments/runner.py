@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from symcere.config import Config, config_hash
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of
+from symcere.io import write_json, write_text
 from symcere.training.run import train
 
 _SCRATCH = {"config.yaml", "env.json", "log.jsonl", "best.pt"}  # a run killed before its first checkpoint
@@ -120,7 +121,7 @@ class PlanRunner:
             raise
         except Exception as exc:  # one broken run must not stop a long plan
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            write_text(run_dir / "error.txt", traceback.format_exc())
             self.failed.append(name)
             self.say(f"{name}: FAILED ({type(exc).__name__}: {exc}); traceback in {run_dir / 'error.txt'}")
             return Outcome("failed", message=str(exc))
@@ -159,7 +160,7 @@ def run_plan(
     if dry_run:
         return _dry_run(plan, datasets, labels)
     plan.out.mkdir(parents=True, exist_ok=True)
-    (plan.out / "plan.json").write_text(json.dumps(plan.summary(), indent=2) + "\n", encoding="utf-8")
+    write_json(plan.out / "plan.json", plan.summary())
     ready = {}
     for name in datasets:
         with warnings.catch_warnings(record=True) as caught:

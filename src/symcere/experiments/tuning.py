@@ -19,6 +19,7 @@ from symcere.config import config_hash, flatten
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, safe_name
 from symcere.extras import require
+from symcere.io import write_json
 
 
 def settings_path(plan: Plan, dataset: str, label: str) -> Path:
@@ -141,7 +142,7 @@ def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[s
         runner.say(f"tuning {dataset}/{label}: no trial finished; the final runs use the plan's settings")
     path = settings_path(plan, dataset, label)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    write_json(path, saved)
     return saved
 
 
