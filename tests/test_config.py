@@ -236,7 +236,8 @@ def test_runs_of_earlier_versions_migrate_to_todays_keys():
     from symcere.config import migrate
 
     old = yaml.safe_load(OLD_LIGHTGCN)
-    assert migrate(old) == load_config("lightgcn", overrides={"train.lr": 0.005})
+    # loss.ssm_mask was added later: an old run keeps the behaviour it had (copies of the positive kept)
+    assert migrate(old) == load_config("lightgcn", overrides={"train.lr": 0.005, "loss.ssm_mask": False})
     old = yaml.safe_load(OLD_SYMCERE)
     assert migrate(old) == load_config("symcere", overrides={"text.bf16": True})
     # a removed research variant at a non-neutral value is refused with the commit that has it
@@ -247,6 +248,7 @@ def test_runs_of_earlier_versions_migrate_to_todays_keys():
         "  layers: 3", "  layers: 3\n  edge_dropout: 0.2\n  ssl_tau: 0.2\n  ssl_weight: 0.1\n  view_every: step"))
     cfg = migrate(sgl)
     assert cfg["views"] == {"edge_dropout": 0.2, "every": "step"} and cfg["loss"]["ssm_tau"] == 0.1
+    assert "ssm_mask" not in migrate(yaml.safe_load(OLD_SYMCERE))["loss"]  # SymCERE has no SSM term
 
 
 OLD_LIGHTGCN = """seed: 0

@@ -177,7 +177,17 @@ def test_tuning_uses_validation_only_and_resumes(tmp_path: Path, tiny_data: Path
     (tmp_path / "out" / "tuning" / "tiny" / "mf.json").unlink()
     assert run_plan(plan, quiet=True)["trained"] == 0
     assert json.loads((tmp_path / "out" / "tuning" / "tiny" / "mf.json").read_text())["params"] == saved["params"]
-    assert "tuning.csv" in {p.name for p in (tmp_path / "out" / "tables").iterdir()}
+    assert {"tuning.csv", "budget.md"} <= {p.name for p in (tmp_path / "out" / "tables").iterdir()}
+    budget = (tmp_path / "out" / "tables" / "budget.md").read_text()
+    assert "| tiny | mf | 2 | 2 | train.lr |" in budget  # trials, finished, what was searched
+
+
+def test_every_study_has_its_own_sampler_seed_and_tpe_starts_within_the_budget() -> None:
+    from symcere.experiments.tuning import sampler_seed, startup_trials
+
+    seeds = {sampler_seed(0, ds, label) for ds in ("a", "b") for label in ("mf", "lightgcn", "symcere")}
+    assert len(seeds) == 6 and sampler_seed(0, "a", "mf") == sampler_seed(0, "a", "mf")
+    assert [startup_trials(n) for n in (1, 3, 6, 20, 50)] == [1, 1, 3, 10, 10]
 
 
 def test_diverged_run_is_a_cell_not_a_crash(tmp_path: Path, tiny_data: Path) -> None:

@@ -352,3 +352,32 @@ def test_numerical_stability_small_tau_large_logits() -> None:
         gg, gt = torch.autograd.grad(loss, (g, t), allow_unused=True)
         for grad in (gg, gt):
             assert grad is None or bool(torch.isfinite(grad).all())
+
+
+def test_ssm_masks_in_batch_copies_of_the_positive():
+    """``loss.ssm_mask`` (default): a copy of row a's positive elsewhere in the batch is the same item, so it
+    leaves a's denominator; with the mask off it stays (the unmasked ablation)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers import FakeDataset, small_config
+
+    from symcere import losses
+    from symcere.models import build_model
+
+    ds = FakeDataset()
+    batch = {"users": torch.tensor([0, 1, 2, 3]), "pos": torch.tensor([5, 5, 7, 8])}
+    masked = build_model(ds, small_config("lightgcn", "loss.rec=ssm"))
+    torch.manual_seed(0)
+    unmasked = build_model(ds, small_config("lightgcn", "loss.rec=ssm", "loss.ssm_mask=false"))
+    unmasked.load_state_dict(masked.state_dict())
+    u, i = masked.propagate()
+    un, itn = losses.l2_normalize(u[batch["users"]]), losses.l2_normalize(i[batch["pos"]])
+    logits = un @ itn.T / masked.tau
+    copies = torch.tensor([[False, True, False, False], [True, False, False, False], [False] * 4, [False] * 4])
+    by_hand = (torch.logsumexp(logits.masked_fill(copies, float("-inf")), 1) - logits.diagonal()).mean()
+    torch.testing.assert_close(masked.loss(batch)["ssm"], by_hand)
+    plain = (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
+    torch.testing.assert_close(unmasked.loss(batch)["ssm"], plain)
+    assert masked.loss(batch)["ssm"] < unmasked.loss(batch)["ssm"]

@@ -97,7 +97,8 @@ def test_eq_6_to_9_and_12_by_hand(tiny_dataset):
     torch.testing.assert_close(terms["cross"].detach(), expected_cross, rtol=1e-5, atol=1e-6)
     pos_s = (n(gu[users]) * n(gi[pos])).sum(-1)
     neg_s = (n(gu[users]) * n(gi[neg])).sum(-1)
-    expected_rank = model.beta * -torch.nn.functional.logsigmoid(pos_s - neg_s).mean()  # Eq. 12
+    expected_rank = model.beta * -torch.nn.functional.logsigmoid(pos_s - neg_s).sum()  # Eq. 12: a sum
+    assert model.bpr_reduction == "sum"  # the paper preset: Eq. 12 as written
     torch.testing.assert_close(terms["rank"].detach(), expected_rank, rtol=1e-5, atol=1e-6)
     assert m_g2t.any()  # the batch really has false negatives to mask
 

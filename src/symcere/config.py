@@ -312,6 +312,8 @@ REMOVED: dict[str, dict[str, Any]] = {
         "loss.rec_mask": None,
     },
 }
+#: keys added after 0.1.0, with the value that reproduces the behaviour of a run saved before they existed
+ADDED: dict[str, Any] = {"loss.ssm_mask": False}
 #: values renamed with their key
 RENAMED_VALUES: dict[tuple[str, str], dict[Any, Any]] = {
     ("dgclr", "model.text_features"): {"minilm": "text"},
@@ -352,6 +354,13 @@ def migrate(saved: Mapping[str, Any], source: str = "config.yaml") -> Config:
             found, value = _pop(cfg, dotted)
             if found:
                 _put(cfg, dotted, mapping.get(value, value) if isinstance(value, str) else value)
+    for dotted, before in ADDED.items():
+        section, key = dotted.split(".")
+        if dataclasses.is_dataclass(_hints(SCHEMAS[model]).get(section)) and key in _hints(
+            _hints(SCHEMAS[model])[section]
+        ):
+            if isinstance(cfg.get(section), dict) and key not in cfg[section]:
+                cfg[section][key] = before
     for dotted, neutral in REMOVED.get(model, {}).items():
         found, value = _pop(cfg, dotted)
         if found and neutral is not None and value != neutral:

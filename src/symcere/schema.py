@@ -63,6 +63,7 @@ class EvalOptions:
 class RecLoss:
     rec: Literal["bpr", "bce", "ssm", "sm"] = opt("bpr", "recommendation loss (sampled-softmax paper, section 2)")
     ssm_tau: float = opt(0.1, "temperature of ssm / sm (cosine logits)")
+    ssm_mask: bool = opt(True, "ssm: in-batch copies of the positive item leave the denominator (false: kept)")
 
 
 @dataclass
@@ -89,11 +90,18 @@ class TextOptions:
     lora_alpha: int = opt(16, "LoRA scaling alpha")
     lora_dropout: float = opt(0.05, "LoRA dropout")
     lora_targets: list[str] | None = opt(None, "modules that get LoRA; null = the architecture's attention q, v")
+    lora_layers: int | None = opt(
+        None, "LoRA on the top N encoder layers only, lower layers' states cached once per text; null = all (paper)"
+    )
     mask_strategy: Literal["drop", "token"] = opt("drop", "word masking of the text view: drop words | mask token")
     mask_rate: float = opt(0.15, "word-masking rate of the text view (Eq. 10-11)")
-    n_views: int = opt(4, "frozen mode: pre-computed masked views per item")
+    n_views: int = opt(4, "pre-computed masked views per item; the text view t' draws one of them per step")
     lr: float | None = opt(None, "learning rate of the text encoder (null = train.lr)")
-    batch_size: int = opt(32, "texts per encoder forward pass")
+    batch_size: int = opt(32, "encoding without gradients: padded-token budget of a forward, in max_tokens sequences")
+    micro_batch: int = opt(64, "training (lora / full): sequences of max_tokens per forward with gradients")
+    checkpointing: bool | None = opt(
+        None, "recompute micro-batch activations in backward (memory: one micro-batch); null = when >1 per step"
+    )
     bf16: bool = opt(False, "bf16 autocast for the text encoder (CPU or CUDA where supported)")
     cache_dir: str | None = opt(None, "frozen-embedding cache; null = $SYMCERE_CACHE or ~/.cache/symcere")
 
@@ -104,6 +112,8 @@ class TextOptions:
             (self.batch_size >= 1, f"text.batch_size must be >= 1, got {self.batch_size}"),
             (self.lora_r >= 1, f"text.lora_r must be >= 1, got {self.lora_r}"),
             (self.n_views >= 0, f"text.n_views must be >= 0, got {self.n_views}"),
+            (self.micro_batch >= 1, f"text.micro_batch must be >= 1, got {self.micro_batch}"),
+            (self.lora_layers is None or self.lora_layers >= 1, f"text.lora_layers must be >= 1, got {self.lora_layers}"),
         )
         for ok, message in checks:
             if not ok:

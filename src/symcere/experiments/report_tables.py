@@ -247,7 +247,10 @@ def tuning_rows(out: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((Path(out) / "tuning").glob("*/*.json")):
         s = json.loads(path.read_text(encoding="utf-8"))
-        row = {"dataset": s["dataset"], "model": s["label"], "trials": s["trials"], s["metric"]: s["best_value"]}
+        finished = sum(1 for h in s.get("history", []) if h.get("status") == "finished")
+        searched = sorted({k for h in s.get("history", []) for k in h.get("params", {})})
+        row = {"dataset": s["dataset"], "model": s["label"], "trials": s["trials"], "finished": finished}
+        row.update({"searched": " ".join(searched), s["metric"]: s["best_value"]})
         rows.append({**row, "chosen": " ".join(s["overrides"]) or "(none finished)"})
     return rows
 
@@ -282,6 +285,7 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
         put("table3.md", markdown_table(t3["md"]))
         put("table3.tex", latex_table(t3["tex"], caption=f"{plan['name']}: ablations", label="tab:ablation"))
         put("table3.csv", csv_table(t3["csv"]))
-    if rows := tuning_rows(out):
+    if rows := tuning_rows(out):  # the budget table: trials per model, what each searched, what it chose
         put("tuning.csv", csv_table(rows))
+        put("budget.md", markdown_table(rows))
     return written

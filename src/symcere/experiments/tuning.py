@@ -29,7 +29,23 @@ def settings_path(plan: Plan, dataset: str, label: str) -> Path:
 def _fingerprint(plan: Plan, label: str) -> str:
     t = plan.tuning
     base = config_hash(plan.models[label].config(t.seed))
-    return config_hash({"space": t.spaces[label], "trials": t.trials, "metric": t.metric, "seed": t.seed, "base": base})
+    study = {"space": t.spaces[label], "trials": t.trials, "metric": t.metric, "seed": t.seed, "base": base}
+    return config_hash({**study, "sampler": SAMPLER_VERSION})
+
+
+#: bumped when the sampler's settings change (saved studies of another version are re-run)
+SAMPLER_VERSION = 2
+
+
+def sampler_seed(seed: int, dataset: str, label: str) -> int:
+    """One seed per study: equal budgets, but not the same random start-up draws for every model."""
+    return int(config_hash({"seed": seed, "dataset": dataset, "label": label})[:8], 16)
+
+
+def startup_trials(trials: int) -> int:
+    """Random trials before TPE models the space: half the budget, at most Optuna's default of 10 (with fewer
+    trials than Optuna's default, TPE would never start and the study would be a random search)."""
+    return max(1, min(10, trials // 2))
 
 
 def _has_space(plan: Plan, label: str) -> bool:
@@ -105,7 +121,10 @@ def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[s
 
     t = plan.tuning
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=t.seed))
+    sampler = optuna.samplers.TPESampler(
+        seed=sampler_seed(t.seed, dataset, label), n_startup_trials=startup_trials(t.trials)
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     spec, history = plan.models[label], []
     trial_root = plan.out / "tuning" / safe_name(dataset) / safe_name(label)
     for i in range(t.trials):

@@ -74,12 +74,14 @@ class EmbeddingRecommender(Recommender):
 
     rec_loss: str = "bpr"  #: ``loss.rec`` for models whose schema offers the choice
     tau: float = 0.1  #: ``loss.ssm_tau``
+    ssm_mask: bool = True  #: ``loss.ssm_mask``
 
     def __init__(self, dataset: Any, cfg: dict[str, Any]):
         super().__init__(dataset, cfg)
         self.normalize = bool(cfg["model"]["normalize"])
         if "rec" in cfg["loss"]:  # models whose schema offers a choice of loss; SymCERE's Eq. 12 is BPR
             self.rec_loss, self.tau = str(cfg["loss"]["rec"]), float(cfg["loss"]["ssm_tau"])
+            self.ssm_mask = bool(cfg["loss"]["ssm_mask"])
         self.reg = float(cfg["train"]["reg"])
         if self.rec_loss in ("ssm", "sm"):
             self.num_negatives = 0 if self.rec_loss == "sm" else self.num_negatives
@@ -120,7 +122,12 @@ class EmbeddingRecommender(Recommender):
         """The recommendation loss chosen by ``loss.rec`` on user vectors ``u`` (B, d) and all item vectors."""
         pos = items_all[batch["pos"]]
         if self.rec_loss == "ssm":  # in-batch sampled softmax over the batch's positives, cosine / tau
-            return {"ssm": losses.sampled_softmax(losses.l2_normalize(u), losses.l2_normalize(pos), self.tau)}
+            # copies of row a's positive elsewhere in the batch are the same item, not negatives (loss.ssm_mask)
+            copies = losses.same_item_mask(batch["pos"]) if self.ssm_mask else None
+            ssm = losses.sampled_softmax(
+                losses.l2_normalize(u), losses.l2_normalize(pos), self.tau, exclude_mask=copies
+            )
+            return {"ssm": ssm}
         if self.rec_loss == "sm":  # full softmax over the catalogue, cosine / tau
             scores = losses.l2_normalize(u) @ losses.l2_normalize(items_all).T / self.tau
             return {"sm": losses.full_softmax(scores, batch["pos"])}
