@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -103,6 +104,29 @@ def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+def length_buckets(lengths: Sequence[int], budget: int) -> list[np.ndarray]:
+    """Indices of sequences grouped by token length (ascending) so that each group's padded size, its count
+    times its longest length, stays within ``budget`` tokens (a longer sequence than ``budget`` is alone)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable")
+    groups, start = [], 0
+    for stop in range(1, len(order) + 1):
+        if stop == len(order) or (stop + 1 - start) * int(lengths[order[stop]]) > budget:
+            groups.append(order[start:stop])
+            start = stop
+    return groups
+
+
+def pool_items(emb: Tensor, owner: Sequence[int] | Tensor, n_items: int) -> Tensor:
+    """Mean of the sequence embeddings ``emb`` (n_seq, h) of each item (``owner[k]``: item of sequence k)."""
+    owner_t = torch.as_tensor(owner, dtype=torch.long, device=emb.device)
+    if owner_t.numel() == n_items and bool((owner_t == torch.arange(n_items, device=emb.device)).all()):
+        return emb
+    summed = torch.zeros(n_items, emb.shape[1], device=emb.device, dtype=emb.dtype).index_add_(0, owner_t, emb)
+    counts = torch.bincount(owner_t, minlength=n_items).clamp_min(1).unsqueeze(1)
+    return summed / counts.to(emb.dtype)
+
+
 class TextEncoder(nn.Module):
     """A pre-trained Hugging Face encoder + pooling: ``forward(texts) -> (n, hidden)``.
 
@@ -171,15 +195,25 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
         """Pad and truncate ``texts`` to at most ``max_tokens`` tokens; tensors on the encoder's device."""
-        batch = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.opts.max_tokens,
-            return_tensors="pt",
-        )
+        return self.pad(self.token_ids(texts))
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, truncated to ``max_tokens`` and not padded (one tokenizer call for all)."""
+        if len(texts) == 0:
+            return []
+        out = self.tokenizer(list(texts), truncation=True, max_length=self.opts.max_tokens, padding=False)
+        return [list(ids) for ids in out["input_ids"]]
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> dict[str, Tensor]:
+        """Right-pad token-id lists into ``input_ids`` / ``attention_mask`` tensors on the encoder's device."""
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
         dev = self.device
-        return {k: v.to(dev) for k, v in batch.items()}
+        return {"input_ids": input_ids.to(dev), "attention_mask": mask.to(dev)}
 
     def pool(self, hidden: Tensor, attention_mask: Tensor) -> Tensor:
         """Pool token states (n, L, h) into (n, h) with the configured pooling."""
@@ -194,58 +228,105 @@ class TextEncoder(nn.Module):
         last = (positions * attention_mask.long()).argmax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+    def item_sequences(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """The sequences the encoder embeds for item ``texts`` and the item each belongs to: every review of
+        the item (``review_mean``) or the item text itself (``concat``)."""
+        if self.opts.item_pooling == "review_mean":
+            parts = [split_reviews(t) for t in texts]
+            return [r for p in parts for r in p], [i for i, p in enumerate(parts) for _ in p]
+        return list(texts), list(range(len(texts)))
+
     def forward(self, texts: Sequence[str]) -> Tensor:
         """Embed ``texts`` -> float32 tensor (n, hidden_size) on the encoder's device; gradients flow in lora /
         full modes. With ``item_pooling="review_mean"`` each text is the mean of its reviews' embeddings."""
-        dev = self.device
-        if len(texts) == 0:
-            return torch.zeros(0, self.hidden_size, device=dev)
-        if self.opts.item_pooling == "review_mean":
-            parts = [split_reviews(t) for t in texts]
-            owner = torch.tensor([i for i, p in enumerate(parts) for _ in p], device=dev)
-            emb = self._embed([r for p in parts for r in p])
-            summed = torch.zeros(len(texts), emb.shape[1], device=emb.device).index_add_(0, owner, emb)
-            return summed / torch.bincount(owner, minlength=len(texts)).unsqueeze(1).to(emb.dtype)
-        return self._embed(texts)
+        seqs, owner = self.item_sequences(texts)
+        return pool_items(self.embed_ids(self.token_ids(seqs)), owner, len(texts))
 
-    def _embed(self, texts: Sequence[str]) -> Tensor:
-        """One pooled embedding per sequence (the ``concat`` case of ``forward``)."""
-        batch = self.tokenize(texts)
+    def embed_ids(self, ids: Sequence[Sequence[int]], budget: int | None = None) -> Tensor:
+        """Pooled float32 embeddings (n, hidden) of tokenised sequences, run in length-sorted buckets of at most
+        ``budget`` padded tokens (default ``text.micro_batch`` sequences of ``max_tokens``).
+
+        With gradients enabled and a trainable backbone, a bucket's activations are recomputed in the backward
+        pass when ``text.checkpointing`` says so (``None``: whenever the call needs more than one bucket), so
+        the memory of a training step is bounded by one bucket whatever the number of texts."""
+        dev = self.device
+        if len(ids) == 0:
+            return torch.zeros(0, self.hidden_size, device=dev)
+        o = self.opts
+        budget = budget or o.micro_batch * o.max_tokens
+        groups = length_buckets([len(x) for x in ids], budget)
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.backbone.parameters())
+        ckpt = grad and (o.checkpointing if o.checkpointing is not None else len(groups) > 1)
+        parts, order = [], []
+        for idx in groups:
+            batch = self.pad([ids[i] for i in idx])
+            if ckpt:
+                out = torch.utils.checkpoint.checkpoint(
+                    self._embed_batch, batch["input_ids"], batch["attention_mask"], use_reentrant=False
+                )
+            else:
+                out = self._embed_batch(batch["input_ids"], batch["attention_mask"])
+            parts.append(out)
+            order.append(idx)
+        emb = torch.cat(parts)
+        inverse = torch.empty(len(ids), dtype=torch.long)
+        inverse[torch.as_tensor(np.concatenate(order))] = torch.arange(len(ids))
+        return emb[inverse.to(dev)]
+
+    def _embed_batch(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """One padded batch through the backbone and the token pooling -> float32 (n, hidden)."""
         with bf16_autocast(self.device, self.opts.bf16):
-            out = self.backbone(**batch)
-            pooled = self.pool(out.last_hidden_state, batch["attention_mask"])
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+            pooled = self.pool(out.last_hidden_state, attention_mask)
         return pooled.float()
 
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> Tensor:
-        """No-grad batched embedding of ``texts`` in eval mode -> float32 (n, hidden_size) on the encoder's device.
+    def _embed(self, texts: Sequence[str]) -> Tensor:
+        """One pooled embedding per sequence, as one padded batch (no item pooling)."""
+        batch = self.tokenize(texts)
+        return self._embed_batch(batch["input_ids"], batch["attention_mask"])
 
-        Texts are batched in order of length (less padding) and returned in input order.
+    @torch.no_grad()
+    def encode_sequences(self, seqs: Sequence[str], batch_size: int | None = None, progress: bool = False) -> Tensor:
+        """No-grad embedding of single sequences in eval mode -> float32 (n, hidden_size) on the encoder's device.
+
+        Each distinct sequence is tokenised and embedded once; sequences run sorted by token length in buckets of
+        at most ``batch_size`` (default ``text.batch_size``) x ``max_tokens`` padded tokens, so short texts share a
+        forward pass instead of being padded to the longest one. Results are in input order.
         """
-        texts = list(texts)
-        bs = batch_size or self.opts.batch_size
-        out = torch.empty(len(texts), self.hidden_size, device=self.device)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        seqs = list(seqs)
+        unique = list(dict.fromkeys(seqs))
+        where = {s: j for j, s in enumerate(unique)}
+        budget = (batch_size or self.opts.batch_size) * self.opts.max_tokens
+        ids = self.token_ids(unique)
+        out = torch.empty(len(unique), self.hidden_size, device=self.device)
         was_training = self.training
         self.eval()
         try:
             with (
                 torch_threads(self.num_threads),
                 tqdm(
-                    total=len(texts),
-                    desc="encoding texts",
-                    unit="text",
-                    file=sys.stderr,
-                    disable=not progress,
+                    total=len(unique), desc="encoding texts", unit="text", file=sys.stderr, disable=not progress
                 ) as bar,
             ):
-                for start in range(0, len(order), bs):
-                    idx = order[start : start + bs]
-                    out[idx] = self([texts[i] for i in idx])
+                for idx in length_buckets([len(x) for x in ids], budget):
+                    batch = self.pad([ids[i] for i in idx])
+                    out[torch.as_tensor(idx, device=self.device)] = self._embed_batch(
+                        batch["input_ids"], batch["attention_mask"]
+                    )
                     bar.update(len(idx))
         finally:
             self.train(was_training)
-        return out
+        if len(unique) == len(seqs):
+            return out
+        return out[torch.as_tensor([where[s] for s in seqs], dtype=torch.long, device=self.device)]
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False) -> Tensor:
+        """No-grad embedding of item ``texts`` in eval mode -> float32 (n, hidden_size) on the encoder's device:
+        their sequences (``item_sequences``) through ``encode_sequences``, then the item pooling."""
+        texts = list(texts)
+        seqs, owner = self.item_sequences(texts)
+        return pool_items(self.encode_sequences(seqs, batch_size, progress), owner, len(texts))
 
     def mask(self, text: str, rng: np.random.Generator) -> str:
         """The word-masked view of ``text`` (Eq. 10-11) with this encoder's rate, strategy and mask token; per
