@@ -7,6 +7,11 @@ where ``key`` (``cache_key``) is the sha256 of the model (path, config, weight f
 pooling, mask settings, ``n_views``, ``seed`` and the texts. A later construction with the same key loads the
 file and never builds the model. The tables are non-persistent buffers: they follow ``.to()`` of the module
 that holds the cache (``TextTower``) and stay out of its ``state_dict``.
+
+With ``item_pooling=review_mean`` the item tables are means of per-review embeddings, and those are kept too,
+per review, in ``ReviewStore`` (``<cache_dir>/reviews_<key[:32]>.pt``, keyed by the model, token pooling and
+max_tokens only): another item list over the same reviews (the shuffled-texts control, another split or k-core
+of the data, more masked views) encodes only the reviews the store does not hold yet.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from torch import Tensor, nn
 from symcere.errors import SymcereError
 from symcere.io import atomic_write
 from symcere.schema import TextOptions
-from symcere.text.encoder import TextEncoder
+from symcere.text.encoder import TextEncoder, pool_items
 from symcere.text.models import default_cache_dir, model_fingerprint, resolve_model_path
 
 CACHE_FORMAT = 1
@@ -168,12 +173,25 @@ class FrozenTextCache(nn.Module):
         for i, text in enumerate(self.texts):
             rng = np.random.default_rng([self.seed, i])
             masked.extend(encoder.mask(text, rng) for _ in range(self.n_views))
+        if self.opts.item_pooling == "review_mean" and hasattr(encoder, "encode_sequences"):
+            return self._compute_per_review(encoder, masked, progress)
         unique = list(dict.fromkeys([*self.texts, *masked]))  # equal strings are encoded once
         pos = {t: j for j, t in enumerate(unique)}
         emb = encoder.encode(unique, progress=progress)
         base = emb[[pos[t] for t in self.texts]]
         views = emb[[pos[t] for t in masked]].reshape(len(self.texts), self.n_views, emb.shape[1])
         return base.contiguous(), views.contiguous()
+
+    def _compute_per_review(self, encoder: TextEncoder, masked: list[str], progress: bool) -> tuple[Tensor, Tensor]:
+        """Item tables as means of review embeddings, each review looked up in (or added to) the ReviewStore."""
+        seqs, owner = encoder.item_sequences([*self.texts, *masked])
+        directory = self.cache_dir if self.path is not None else None
+        store = ReviewStore(directory, review_store_key(self.opts, model_fingerprint(self.model_path)))
+        emb = store.embeddings(seqs, encoder, progress).to(encoder.device)
+        pooled = pool_items(emb, owner, len(self.texts) + len(masked))
+        n = len(self.texts)
+        views = pooled[n:].reshape(n, self.n_views, pooled.shape[1])
+        return pooled[:n].contiguous(), views.contiguous()
 
     def _load(self) -> tuple[Tensor, Tensor] | None:
         assert self.path is not None
@@ -204,3 +222,74 @@ class FrozenTextCache(nn.Module):
             "views": views.cpu(),
         }
         atomic_write(self.path, lambda fh: torch.save(payload, fh))
+
+
+def review_store_key(opts: TextOptions, fingerprint: dict[str, Any]) -> str:
+    """Key of a per-review store: what one sequence's embedding depends on (model, token pooling, max_tokens)."""
+    payload = {
+        "format": CACHE_FORMAT,
+        "model": opts.model,
+        "fingerprint": fingerprint,
+        "pooling": opts.pooling,
+        "max_tokens": opts.max_tokens,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+class ReviewStore:
+    """Frozen-encoder embeddings of single sequences (reviews) by content: ``digests`` (m, 16) uint8, the first
+    16 bytes of each text's sha256, and ``emb`` (m, hidden) float32, in ``<directory>/reviews_<key[:32]>.pt``
+    (``directory`` None: memory only). ``embeddings(seqs, encoder)`` encodes only the texts it does not hold and
+    writes the grown store back (merged with what another process may have added meanwhile)."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None, key: str) -> None:
+        self.key = key
+        self.path = Path(directory) / f"reviews_{key[:32]}.pt" if directory is not None else None
+        self.digests = torch.zeros(0, 16, dtype=torch.uint8)
+        self.emb: Tensor | None = None
+        self._read()
+
+    def _read(self) -> None:
+        if self.path is None or not self.path.is_file():
+            return
+        try:
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+            if data.get("key") == self.key and data["digests"].shape[0] == data["emb"].shape[0]:
+                self.digests, self.emb = data["digests"], data["emb"]
+        except Exception:  # a corrupt or foreign file is ignored (and replaced on the next write)
+            return
+
+    def __len__(self) -> int:
+        return int(self.digests.shape[0])
+
+    def embeddings(self, seqs: Sequence[str], encoder: TextEncoder, progress: bool = False) -> Tensor:
+        """(len(seqs), hidden) float32 on the CPU: stored rows, plus the missing texts encoded once."""
+        digests = [_digest(s) for s in seqs]
+        row = {bytes(d): j for j, d in enumerate(self.digests.numpy())}
+        missing = list(dict.fromkeys(s for s, d in zip(seqs, digests, strict=True) if d not in row))
+        if missing:
+            new = encoder.encode_sequences(missing, progress=progress).float().cpu()
+            new_digests = torch.from_numpy(np.frombuffer(b"".join(map(_digest, missing)), dtype=np.uint8).copy())
+            self._add(new_digests.reshape(-1, 16), new)
+            row = {bytes(d): j for j, d in enumerate(self.digests.numpy())}
+        assert self.emb is not None or not seqs
+        if not seqs:
+            return torch.zeros(0, self.emb.shape[1] if self.emb is not None else encoder.hidden_size)
+        return self.emb[torch.as_tensor([row[d] for d in digests], dtype=torch.long)]
+
+    def _add(self, digests: Tensor, emb: Tensor) -> None:
+        if self.path is not None:
+            self._read()  # another process may have grown the file since we read it
+        have = {bytes(d) for d in self.digests.numpy()}
+        keep = torch.as_tensor([bytes(d) not in have for d in digests.numpy()], dtype=torch.bool)
+        base = self.emb if self.emb is not None else emb[:0]
+        self.digests = torch.cat([self.digests, digests[keep]])
+        self.emb = torch.cat([base, emb[keep]])
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            payload = {"key": self.key, "digests": self.digests, "emb": self.emb}
+            atomic_write(self.path, lambda fh: torch.save(payload, fh))

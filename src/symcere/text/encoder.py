@@ -157,12 +157,15 @@ class TextEncoder(nn.Module):
         if opts.mode == "lora":
             peft = require("peft", "LoRA tuning of the text encoder")
             targets = opts.lora_targets or default_lora_targets([n for n, _ in backbone.named_modules()])
+            n_layers = int(getattr(backbone.config, "num_hidden_layers", 0) or 0)
+            top = opts.lora_layers if opts.lora_layers is not None and opts.lora_layers < n_layers else None
             lora_cfg = peft.LoraConfig(
                 r=opts.lora_r,
                 lora_alpha=opts.lora_alpha,
                 lora_dropout=opts.lora_dropout,
                 target_modules=list(targets),
                 bias="none",
+                layers_to_transform=None if top is None else list(range(n_layers - top, n_layers)),
             )
             try:
                 with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
@@ -171,8 +174,11 @@ class TextEncoder(nn.Module):
             except ValueError as exc:
                 raise SymcereError(f"could not apply LoRA to {opts.model!r} with targets {targets}: {exc}") from exc
             self.lora_targets: list[str] = list(targets)
+            #: LoRA on the top ``lora_layers`` layers only (None: every layer)
+            self.lora_layers: int | None = top
         else:
             self.lora_targets = []
+            self.lora_layers = None
             backbone.requires_grad_(opts.mode == "full")
         self.backbone = backbone
         if opts.mode == "frozen":

@@ -1,7 +1,9 @@
 """The text tower t_i = W f_text(text_i) + b of symcere.md section 3.1.2, and the item texts it embeds.
 
 ``TextTower`` maps item ids to ``out_dim`` vectors: a ``FrozenTextCache`` (frozen mode) or a live
-``TextEncoder`` (lora / full) followed by a learned linear projection to the graph embedding size.
+``TextEncoder`` (lora / full) followed by a learned linear projection to the graph embedding size. With
+``text.lora_layers`` (LoRA on the top layers only) the live path is a ``TopLayerEncoder``: the lower layers'
+states of every item text and of ``n_views`` pre-drawn masked views are cached once, a step runs the top layers.
 ``view=True`` gives the word-masked text view t' of Eq. 10-11, drawn from the tower's public generator
 ``rng`` (``reseed`` restarts it, e.g. per epoch so that a resumed run draws the same views). The cache tables
 are buffers of the tower, so ``.to(device)`` / ``.to(dtype)`` moves them together with the projection.
@@ -69,6 +71,7 @@ class TextTower(nn.Module):
         self.rng = np.random.default_rng(seed)
         self.cache: FrozenTextCache | None = None
         self.encoder: TextEncoder | None = None
+        self.top: nn.Module | None = None
         if opts.mode == "frozen":
             self.cache = FrozenTextCache(
                 self.texts,
@@ -84,10 +87,56 @@ class TextTower(nn.Module):
         else:
             self.encoder = encoder or TextEncoder(opts, num_threads=num_threads)
             hidden = self.encoder.hidden_size
+            if opts.mode == "lora" and self.encoder.lora_layers is not None:
+                self._build_top(opts.n_views if n_views is None else int(n_views), seed, progress)
         self.hidden_size = hidden
         self.proj = nn.Linear(hidden, out_dim)
         if self.cache is not None:  # the tables live where the projection lives (e.g. built under a device)
             self.cache.to(device=self.proj.weight.device, dtype=self.proj.weight.dtype)
+
+    def _build_top(self, n_views: int, seed: int, progress: bool) -> None:
+        """Sequences of every item text and of its ``n_views`` masked views, their lower layers cached."""
+        from symcere.text.toplayers import TopLayerEncoder
+
+        assert self.encoder is not None
+        texts = list(self.texts)
+        for i, text in enumerate(self.texts):  # the views of item i: seeded by (seed, i), as in the frozen cache
+            rng = np.random.default_rng([seed, i])
+            texts.extend(self.encoder.mask(text, rng) for _ in range(n_views))
+        seqs, owner = self.encoder.item_sequences(texts)
+        unique = list(dict.fromkeys(seqs))
+        row = {s: j for j, s in enumerate(unique)}
+        self.n_views = n_views
+        self.top = TopLayerEncoder(self.encoder, unique, int(self.encoder.lora_layers or 0), progress=progress)
+        # text k (item texts, then views item-major) -> its sequences' rows in the top-layer cache
+        self.register_buffer("seq_rows", torch.tensor([row[s] for s in seqs], dtype=torch.long), persistent=False)
+        self.register_buffer("seq_owner", torch.tensor(owner, dtype=torch.long), persistent=False)
+        counts = torch.bincount(self.seq_owner, minlength=len(texts))
+        starts = torch.zeros(len(texts) + 1, dtype=torch.long)
+        starts[1:] = torch.cumsum(counts, 0)
+        self.register_buffer("seq_starts", starts, persistent=False)
+
+    def _top_hidden(self, uniq: Tensor, view: bool) -> Tensor:
+        """Embeddings of the distinct items ``uniq`` through the top-layer path (one random view each)."""
+        n = len(self.texts)
+        dev = self.seq_rows.device
+        items = uniq.to(dev)
+        if view:
+            if self.n_views == 0:
+                raise SymcereError("this text tower was built without masked views (n_views=0)")
+            pick = torch.from_numpy(self.rng.integers(0, self.n_views, size=len(items))).to(dev)
+            texts = n + items * self.n_views + pick
+        else:
+            texts = items
+        start, stop = self.seq_starts[texts], self.seq_starts[texts + 1]
+        count = stop - start
+        owner = torch.repeat_interleave(torch.arange(len(items), device=dev), count)
+        first = torch.repeat_interleave(start - torch.cumsum(count, 0) + count, count)
+        seq = torch.arange(int(count.sum()), device=dev) + first
+        emb = self.top(self.seq_rows[seq])
+        from symcere.text.encoder import pool_items
+
+        return pool_items(emb, owner, len(items))
 
     def reseed(self, seed: int | Sequence[int]) -> None:
         """Restart the generator of the masked views (``np.random.default_rng(seed)``)."""
@@ -100,6 +149,8 @@ class TextTower(nn.Module):
         uniq, inverse = torch.unique(ids, return_inverse=True)
         if self.cache is not None:
             emb = self.cache.get_view(uniq, self.rng) if view else self.cache.get(uniq)
+        elif self.top is not None:
+            emb = self._top_hidden(uniq, view)
         else:
             assert self.encoder is not None
             texts = [self.texts[i] for i in uniq.tolist()]
@@ -117,6 +168,11 @@ class TextTower(nn.Module):
         """No-grad projected embeddings of every item's unmasked text -> (n_items, out_dim)."""
         if self.cache is not None:
             emb = self.cache.base
+        elif self.top is not None:
+            was_training = self.training
+            self.eval()
+            emb = self._top_hidden(torch.arange(len(self.texts)), view=False)
+            self.train(was_training)
         else:
             assert self.encoder is not None
             emb = self.encoder.encode(self.texts, progress=progress)
