@@ -172,6 +172,7 @@ class PathLock:
         self.path = lock_path(self.target)
         self.took_over: LockInfo | None = None  # the dead holder whose lock was taken over, if any
         self._held = False
+        self._created: list[Path] = []  # parent directories the lock created (removed on release if empty)
 
     # -- acquire / release ---------------------------------------------------------------------------------
     def acquire(self) -> PathLock:
@@ -182,13 +183,34 @@ class PathLock:
                 self._held = True
                 return self
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._make_parents()
                 fd = self._take()
             except OSError as exc:
+                self._remove_created()
                 raise _os_error(exc, self.what, self.path) from None
+            except BaseException:
+                self._remove_created()
+                raise
             _HELD[key] = [1, fd, self]
             self._held = True
         return self
+
+    def _make_parents(self) -> None:
+        missing = []
+        d = self.path.parent
+        while not d.exists() and d != d.parent:
+            missing.append(d)
+            d = d.parent
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = missing  # deepest first
+
+    def _remove_created(self) -> None:
+        for d in self._created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        self._created = []
 
     def _take(self) -> int:
         while True:
@@ -266,6 +288,7 @@ class PathLock:
             except OSError:
                 pass
             os.close(fd)
+            entry[2]._remove_created()  # directories made for the lock that stayed empty (a failed write)
 
     def __enter__(self) -> PathLock:
         return self.acquire()

@@ -61,25 +61,39 @@ def _progress(records: Iterator[Any], paths: list[str]) -> Iterator[Any]:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from symcere.data.preprocess import build_dataset
-    from symcere.data.readers import parse_columns, read_reviews
+    from symcere.data.readers import ReadReport, parse_columns, read_reviews
+    from symcere.resources import disk_errors
 
     columns = parse_columns(args.columns) if args.columns else None
     name = args.name or Path(args.out).name
-    records = _progress(read_reviews(args.input, args.format, columns), args.input)
-    out = build_dataset(
-        records,
-        args.out,
-        name=name,
-        k_core=args.k_core,
-        user_k=args.user_k,
-        item_k=args.item_k,
-        ratios=args.ratios,
-        text_budget=args.text_budget,
-        extra_meta={
-            "source": {"inputs": [Path(p).name for p in args.input], "format": args.format, "columns": columns}
-        },
-        overwrite=args.overwrite,
-    )
+    report = ReadReport()
+    on_bad = getattr(args, "on_bad_record", "error")
+    records = _progress(read_reviews(args.input, args.format, columns, on_bad_record=on_bad, report=report), args.input)
+    with disk_errors("prepare", f"nothing was written at {args.out}"):
+        out = build_dataset(
+            records,
+            args.out,
+            name=name,
+            k_core=args.k_core,
+            user_k=args.user_k,
+            item_k=args.item_k,
+            ratios=args.ratios,
+            text_budget=args.text_budget,
+            extra_meta={
+                "source": {
+                    "inputs": [Path(p).name for p in args.input],
+                    "format": args.format,
+                    "columns": columns,
+                    "on_bad_record": on_bad,
+                }
+            },
+            overwrite=args.overwrite,
+            report=report,
+        )
+    for note in report.notes:
+        print(f"symcere: note: {note}", file=sys.stderr)
+    if report.skipped:
+        print(f"symcere: {report.summary()}", file=sys.stderr)
     meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     print(f"wrote {out}\n")
     print(stats_markdown(meta["stats"], name))
@@ -152,19 +166,28 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from symcere.api import fit
+    from symcere.config import as_layer, load_config
+    from symcere.data import Dataset
+    from symcere.resources import check_memory, disk_errors
     from symcere.tables import markdown_table
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    run = fit(
-        args.data,
-        args.model,
-        preset=args.preset,
-        config=overrides,
-        files=args.config,
-        out=args.out,
-        resume=args.resume,
-        progress=not args.quiet,
-    )
+    dataset = Dataset.load(args.data)
+    if not getattr(args, "no_memory_check", False):
+        check_memory(
+            load_config(args.model, preset=args.preset, files=args.config, overrides=as_layer(overrides)), dataset
+        )
+    with disk_errors("training", f"resume the run with `symcere train --resume --out {args.out} ...`"):
+        run = fit(
+            dataset,
+            args.model,
+            preset=args.preset,
+            config=overrides,
+            files=args.config,
+            out=args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
     result = run.result
     print(markdown_table([_summary_rows(args.model, result)]))
     if result.status == "diverged":
@@ -200,6 +223,7 @@ def _read_user_ids(path: str) -> list[tuple[int, str]]:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from symcere.api import Run
+    from symcere.data.records import printable
     from symcere.io import write_text
 
     out = Path(args.out)
@@ -210,7 +234,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.users:
         numbered = _read_user_ids(args.users)
         known = set(run.dataset.user_ids)
-        unknown = [f"{u} (line {n})" for n, u in numbered if u not in known]
+        unknown = [f"{printable(u)} (line {n})" for n, u in numbered if u not in known]
         if unknown:
             raise SymcereError(
                 f"{args.users}: unknown user ids: {', '.join(unknown[:5])}"
@@ -253,15 +277,17 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         _print_tables(write_tables(plan.out, show_std=args.std))
         return 0
     from symcere.experiments.runner import run_plan
+    from symcere.resources import disk_errors
 
-    summary = run_plan(
-        plan,
-        only_datasets=args.only_datasets,
-        only_models=args.only_models,
-        dry_run=args.dry_run,
-        quiet=args.quiet,
-        show_std=args.std,
-    )
+    with disk_errors("the experiment", "run the same command again to continue (finished runs are kept)"):
+        summary = run_plan(
+            plan,
+            only_datasets=args.only_datasets,
+            only_models=args.only_models,
+            dry_run=args.dry_run,
+            quiet=args.quiet,
+            show_std=args.std,
+        )
     if args.dry_run:
         return 0
     if not args.quiet:
@@ -297,7 +323,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         data_dir=args.data,
         progress=not args.quiet,
     )
-    res = analyze(args.run_dirs, args.out, opts)
+    from symcere.resources import disk_errors
+
+    with disk_errors("analyze"):
+        res = analyze(args.run_dirs, args.out, opts)
     print(f"report: {res['report_md']}")
     print(f"        {res['report_html']}")
     for r in res["runs"]:

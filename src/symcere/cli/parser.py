@@ -63,6 +63,12 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--text-budget", type=int, default=4000, help="item text length cap in chars, 0 = none")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
+    p.add_argument(
+        "--on-bad-record",
+        choices=("error", "skip"),
+        default="error",
+        help="a record that does not fit: stop with its file/line/field (error, default) or drop and count it (skip)",
+    )
     p.set_defaults(func=commands.cmd_prepare)
 
 
@@ -130,6 +136,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-memory-check", action="store_true", help="start even when the memory estimate exceeds what is available"
+    )
     _add_config_args(p)
     p.set_defaults(func=commands.cmd_train)
 

@@ -14,7 +14,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from numbers import Real
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from symcere.data.records import Review
 from symcere.errors import SymcereError
 from symcere.io import write_text
+from symcere.locks import locked, remove_leftovers
 
 FORMAT_VERSION = 1
 DATASET_FILES = ("interactions.parquet", "users.parquet", "items.parquet", "dataset.json")
@@ -191,6 +193,7 @@ def build_dataset(
     text_budget: int = DEFAULT_TEXT_BUDGET,
     extra_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    report: Any = None,
 ) -> Path:
     """Preprocess ``records`` and write a dataset directory at ``out_dir`` (atomically); return its path.
 
@@ -198,12 +201,35 @@ def build_dataset(
     (``user_k``/``item_k`` default to ``k_core``; 0 = off); contiguous re-index sorted by original id;
     per-user chronological split (stable on timestamp, RecBole ``RS`` rounding, see :func:`split_counts`);
     item text = training reviews ``"title. text"`` in time order joined by ``" \\n"``, cut at ``text_budget``
-    characters (0 = unlimited). ``extra_meta`` keys are added to ``dataset.json`` at top level.
+    characters (0 = unlimited). ``extra_meta`` keys are added to ``dataset.json`` at top level. ``report``: the
+    ``symcere.data.readers.ReadReport`` the records were read with; its skipped records are recorded in
+    ``stats.skipped``. The dataset directory is locked (``symcere.locks``) from before reading to the end.
     """
     out = Path(out_dir)
     opts = _options(name, k_core, user_k, item_k, ratios, text_budget, extra_meta)
     _check_target(out, overwrite)
-    return write_tables(_protocol(_collect(records), opts), out, overwrite=overwrite)
+    with _dataset_lock(out):
+        _check_target(out, overwrite)
+        tables = _protocol(_collect(records), opts)
+        if report is not None:
+            tables.meta["stats"]["skipped"] = report.as_dict()
+        return write_tables(tables, out, overwrite=overwrite)
+
+
+@contextmanager
+def _dataset_lock(out: Path) -> Iterator[None]:
+    """Hold the lock of a dataset directory; once held, clean up what a killed writer left next to ``out``: an
+    interrupted swap of ``_write_atomic`` is rolled back (the previous dataset restored), temporary dirs removed."""
+    out = out.absolute()
+    with locked(out, "dataset directory"):
+        olds = sorted(out.parent.glob(f".{out.name}.old-*"))
+        if not out.exists():
+            for old in olds:
+                if is_dataset_dir(old / "d"):
+                    os.replace(old / "d", out)
+                    break
+        remove_leftovers([*olds, *out.parent.glob(f".{out.name}.tmp-*")])
+        yield
 
 
 def tables_from_frame(
@@ -245,7 +271,8 @@ def write_tables(tables: DatasetTables, out_dir: str | os.PathLike[str], *, over
     ``overwrite``. Returns the absolute path."""
     out = Path(out_dir)
     _check_target(out, overwrite)
-    return _write_atomic(out, overwrite, *_arrow_tables(tables), tables.meta)
+    with _dataset_lock(out):
+        return _write_atomic(out, overwrite, *_arrow_tables(tables), tables.meta)
 
 
 def _protocol(df: pd.DataFrame, opts: _Options) -> DatasetTables:
