@@ -118,6 +118,35 @@ class Run:
             }
         )
 
+    def serving(self, **options: Any) -> Any:
+        """The run's ``symcere.serving.Service`` (built on first use; ``options``, e.g. ``ann_threshold``, rebuild
+        it): what ``symcere serve`` answers, including items added by ``Service.cold_start(..., item=id)``."""
+        from symcere.serving import Service
+
+        if options or "_service" not in self.__dict__:
+            self.__dict__["_service"] = Service(self, **options)
+        return self.__dict__["_service"]
+
+    def similar_items(self, item: Any, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items closest to ``item`` (original id) by cosine in the scoring space: ``item, rank, score``."""
+        return self.serving().similar_items(item, k=k)
+
+    def cold_start(self, reviews: Iterable[str], k: int = 10) -> pd.DataFrame:
+        """The ``k`` users a new item should be shown to, ranked from its ``reviews`` through the text tower
+        (SymCERE): ``user, rank, score``."""
+        return pd.DataFrame(self.serving().cold_start(list(reviews), k=k)["users"], columns=["user", "rank", "score"])
+
+    def explain(self, user: Any, item: Any, n: int = 10) -> dict[str, Any]:
+        """The ``n`` review words of ``item`` whose removal most changes its text similarity to ``user`` (exact
+        leave-one-word-out), and the item's anchor words (see ``symcere.serving.explain``)."""
+        return self.serving().explain(user, item, n=n)
+
+    def export_embeddings(self, out: str | Path, format: str = "parquet", force: bool = False) -> list[Path]:
+        """User, item and text-tower item embeddings as Parquet tables or one safetensors file in ``out``."""
+        from symcere.serving.export import export_embeddings
+
+        return export_embeddings(self, out, format, force=force)
+
 
 def _dataset(data: Any) -> Any:
     from symcere.data import Dataset

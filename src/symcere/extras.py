@@ -20,6 +20,7 @@ EXTRA_OF: dict[str, str] = {
     "fastapi": "serve",
     "uvicorn": "serve",
     "faiss": "serve",
+    "safetensors": "serve",
     "duckdb": "scale",
 }
 

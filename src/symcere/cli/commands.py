@@ -251,6 +251,31 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from symcere.api import Run
+    from symcere.extras import require
+    from symcere.serving import Service
+    from symcere.serving.app import serve
+
+    require("fastapi", "symcere serve")
+    require("uvicorn", "symcere serve")
+    if not 0 <= args.port <= 65535:
+        raise SymcereError(f"--port must be in [0, 65535], got {args.port}")
+    run = Run.load(args.run_dir, args.data, device=args.device)
+    service = Service(run, ann_threshold=args.ann_threshold, ann_kind=args.ann_index)
+    serve(service, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from symcere.api import Run
+
+    run = Run.load(args.run_dir, args.data)
+    written = run.export_embeddings(args.out, args.format, force=args.force)
+    print(f"wrote {len(written)} files to {args.out}: {', '.join(p.name for p in written)}")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from symcere.experiments.quickstart import run_quickstart
 

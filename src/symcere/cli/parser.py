@@ -1,6 +1,7 @@
 """The whole ``symcere`` argument tree, every sub-command listed here in pipeline order:
 
-``prepare``, ``data stats | synth | export-recbole``, ``train``, ``evaluate``, ``recommend``, ``quickstart``,
+``prepare``, ``data stats | synth | export-recbole``, ``train``, ``evaluate``, ``recommend``, ``serve``, ``export``,
+``quickstart``,
 ``experiment``, ``experiment-tables``, ``analyze``.
 
 Each parser sets ``func`` to a function of :mod:`symcere.cli.commands`. Building the parser imports no heavy
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_recommend(sub)
+    _add_serve(sub)
     _add_quickstart(sub)
     _add_experiment(sub)
     _add_analyze(sub)
@@ -170,6 +172,36 @@ def _add_recommend(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--data", default=None, help="dataset directory if it moved since training")
     p.set_defaults(func=commands.cmd_recommend)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a trained run over HTTP (recommend, similar items, cold start, explain)",
+        description="Serve a finished run read-only with FastAPI + uvicorn (OpenAPI at /docs; pip install 'symcere[serve]').",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument(
+        "--ann-threshold",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="catalogues with more than N items use a FAISS index instead of exact search (default 100000; 0 = always)",
+    )
+    p.add_argument("--ann-index", choices=("hnsw", "ivf", "flat"), default="hnsw", help="FAISS index kind (hnsw)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--data", default=None, help="dataset directory if it moved since training")
+    p.set_defaults(func=commands.cmd_serve)
+
+    p = sub.add_parser("export", help="export user, item and text-tower embeddings (Parquet or safetensors)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--format", choices=("parquet", "safetensors"), default="parquet")
+    p.add_argument("--force", action="store_true", help="overwrite existing export files")
+    p.add_argument("--data", default=None, help="dataset directory if it moved since training")
+    p.set_defaults(func=commands.cmd_export)
 
 
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:

@@ -155,6 +155,30 @@ class SymCERE(EmbeddingRecommender):
         t = self.text.all_items() if item_text is None else item_text.to(self.device)
         return self._sphere(g_users[users.to(self.device)]) @ self._sphere(t).T
 
+    def text_encoder(self) -> Any:
+        """The tower's f_text as a live ``symcere.text.TextEncoder`` on the model's device: the tower's own (lora /
+        full), or for a frozen tower (which holds only cached catalogue embeddings) one built from ``text.opts``
+        on first use. It is kept outside the module tree: neither ``state_dict`` nor ``.to()`` sees it."""
+        own = getattr(self.text, "encoder", None)
+        if own is not None:
+            return own
+        enc = self.__dict__.get("_live_text_encoder")
+        if enc is None:
+            from symcere.text import TextEncoder, quiet_hf
+
+            with quiet_hf():
+                enc = TextEncoder(self.text.opts)
+            object.__setattr__(self, "_live_text_encoder", enc)
+        return enc.to(self.device)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
+        """Projected text embeddings ``t = W f_text(text) + b`` (section 3.1.2) of any texts, e.g. the reviews of
+        an item the model never saw -> (n, dim) on the model's device; ``text_scores`` ranks users by them."""
+        h = self.text_encoder().encode(list(texts), batch_size=batch_size)
+        w = self.text.proj.weight
+        return self.text.proj(h.to(device=w.device, dtype=w.dtype))
+
     def embeddings(self) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             out = super().embeddings()
