@@ -175,7 +175,19 @@ class PathLock:
         self._created: list[Path] = []  # parent directories the lock created (removed on release if empty)
 
     # -- acquire / release ---------------------------------------------------------------------------------
-    def acquire(self) -> PathLock:
+    def acquire(self, wait: float = 0.0) -> PathLock:
+        """Take the lock; a lock held by a live process raises :class:`LockBusy` (after retrying for ``wait``
+        seconds)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._acquire()
+            except LockBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _acquire(self) -> PathLock:
         key = str(self.path)
         with _HELD_GUARD:
             if key in _HELD:
@@ -298,11 +310,14 @@ class PathLock:
 
 
 @contextmanager
-def locked(target: str | os.PathLike[str], what: str = "directory") -> Iterator[PathLock]:
-    """``with locked(run_dir, "run directory") as lock: ...``: hold the lock of ``target`` for the block."""
-    lock = PathLock(target, what)
-    with lock:
+def locked(target: str | os.PathLike[str], what: str = "directory", wait: float = 0.0) -> Iterator[PathLock]:
+    """``with locked(run_dir, "run directory") as lock: ...``: hold the lock of ``target`` for the block
+    (``wait``: seconds to retry a lock held by another process before :class:`LockBusy`)."""
+    lock = PathLock(target, what).acquire(wait)
+    try:
         yield lock
+    finally:
+        lock.release()
 
 
 def holds(target: str | os.PathLike[str]) -> bool:

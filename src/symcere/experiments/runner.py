@@ -10,6 +10,7 @@ trained with another config (the plan changed) is moved aside to ``seedN.stale-H
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import traceback
@@ -22,11 +23,19 @@ from tqdm.auto import tqdm
 
 from symcere.config import Config, config_hash
 from symcere.errors import SymcereError
-from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of
+from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
 from symcere.io import write_json, write_text
+from symcere.locks import locked, temp_leftovers
+from symcere.resources import DISK_ERRNOS, check_memory
 from symcere.training.run import train
 
 _SCRATCH = {"config.yaml", "env.json", "log.jsonl", "best.pt"}  # a run killed before its first checkpoint
+
+
+def _names(run_dir: Path) -> set[str]:
+    """The files of a run dir, without the temporary files a killed write left (the trainer removes them)."""
+    leftovers = {p.name for p in temp_leftovers(run_dir)}
+    return {p.name for p in run_dir.iterdir()} - leftovers
 
 
 @dataclass
@@ -48,17 +57,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def run_state(run_dir: Path, cfg: Config) -> str:
     """``done`` | ``resume`` | ``new`` | ``stale`` (trained with another config) | ``scratch`` (no progress)."""
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not run_dir.exists() or not _names(run_dir):
         return "new"
     if _read_json(run_dir / "env.json").get("config_hash") != config_hash(cfg):
-        names = {p.name for p in run_dir.iterdir()}
+        names = _names(run_dir)
         return "scratch" if names <= _SCRATCH - {"best.pt"} else "stale"
     status = _read_json(run_dir / "metrics.json").get("status")
     if status in ("finished", "diverged"):
         return "done"
     if (run_dir / "checkpoint.pt").exists():
         return "resume"
-    names = {p.name for p in run_dir.iterdir()}
+    names = _names(run_dir)
     return "scratch" if names <= _SCRATCH | {"metrics.json", "error.txt"} else "stale"
 
 
@@ -67,7 +76,7 @@ def _clear(run_dir: Path, state: str) -> str:
     if state == "scratch":
         shutil.rmtree(run_dir)
     elif state == "stale":
-        old = _read_json(run_dir / "env.json").get("config_hash", "unknown")
+        old = safe_name(str(_read_json(run_dir / "env.json").get("config_hash", "unknown")))[:64]
         target = run_dir.with_name(f"{run_dir.name}.stale-{old}")
         n = 1
         while target.exists():
@@ -116,10 +125,13 @@ class PlanRunner:
         if note := _clear(run_dir, state):
             self.say(note)
         try:
+            check_memory(cfg, dataset)
             result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one broken run must not stop a long plan
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+                raise  # a full or read-only disk stops every later run too: stop the plan (resumable)
             run_dir.mkdir(parents=True, exist_ok=True)
             write_text(run_dir / "error.txt", traceback.format_exc())
             self.failed.append(name)
@@ -152,13 +164,45 @@ def run_plan(
     quiet: bool = False,
     show_std: bool = False,
 ) -> dict[str, Any]:
-    """Run (or with ``dry_run`` list) the plan's runs, then write the tables. Returns a summary dict."""
-    from symcere.experiments import tuning
-
+    """Run (or with ``dry_run`` list) the plan's runs, then write the tables. Returns a summary dict. The output
+    directory is locked while the plan runs (``symcere.locks``)."""
     datasets = _select(list(plan.datasets), only_datasets, "datasets", plan)
     labels = _select(list(plan.models), only_models, "models", plan)
     if dry_run:
         return _dry_run(plan, datasets, labels)
+    _check_out(plan, datasets, labels)
+    with locked(plan.out, "experiment directory"):
+        return _run_locked(plan, datasets, labels, quiet, show_std)
+
+
+def _check_out(plan: Plan, datasets: list[str], labels: list[str]) -> None:
+    """Refuse a plan that would write outside its output directory, or into a directory it did not create."""
+    out = Path(os.path.normpath(plan.out))
+    for name in datasets:
+        for label in labels:
+            for seed in plan.seeds_of(label):
+                for where, target in (
+                    (f"datasets.{name}", out / "datasets" / safe_name(name)),
+                    (f"models.{label}", run_dir_of(out, name, label, seed)),
+                    (f"models.{label}", out / "tuning" / safe_name(name) / safe_name(label)),
+                ):
+                    parts = target.relative_to(out).parts
+                    if any(p in (".", "..") for p in parts) or os.path.normpath(target) == str(out):
+                        raise SymcereError(
+                            f"plan {plan.file}: {where}: the name maps to the directory {'/'.join(parts)}, which is "
+                            f"not inside the output directory {out}; rename it"
+                        )
+    summary = plan.out / "plan.json"
+    if plan.out.is_dir() and any(plan.out.iterdir()) and "plan_file" not in _read_json(summary):
+        raise SymcereError(
+            f"plan {plan.file}: the output directory {plan.out} is not empty and is not a plan's output (no symcere "
+            "plan.json); choose another 'out' (symcere never writes into a directory it did not create)"
+        )
+
+
+def _run_locked(plan: Plan, datasets: list[str], labels: list[str], quiet: bool, show_std: bool) -> dict[str, Any]:
+    from symcere.experiments import tuning
+
     plan.out.mkdir(parents=True, exist_ok=True)
     write_json(plan.out / "plan.json", plan.summary())
     ready = {}

@@ -20,7 +20,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from symcere.errors import SymcereError
 from symcere.io import atomic_write
+from symcere.locks import locked, remove_leftovers, temp_leftovers
 from symcere.schema import TextOptions
 from symcere.text.encoder import TextEncoder, pool_items
 from symcere.text.models import default_cache_dir, model_fingerprint, resolve_model_path
@@ -221,7 +223,21 @@ class FrozenTextCache(nn.Module):
             "base": base.cpu(),  # a file is device-free: written from host memory, loaded to it
             "views": views.cpu(),
         }
-        atomic_write(self.path, lambda fh: torch.save(payload, fh))
+        with _write_lock(self.path):
+            atomic_write(self.path, lambda fh: torch.save(payload, fh))
+
+
+#: seconds a cache write waits for another process writing the same cache file before it stops with LockBusy
+CACHE_LOCK_WAIT = 120.0
+
+
+@contextmanager
+def _write_lock(path: Path) -> Iterator[None]:
+    """Hold the lock of a cache file (``symcere.locks``) around its write (a store's read-merge-write); once
+    held, temporary files a killed writer left for this file are removed."""
+    with locked(path, "text cache file", wait=CACHE_LOCK_WAIT):
+        remove_leftovers(temp_leftovers(path.parent, [path.name]))
+        yield
 
 
 def review_store_key(opts: TextOptions, fingerprint: dict[str, Any]) -> str:
@@ -282,6 +298,13 @@ class ReviewStore:
         return self.emb[torch.as_tensor([row[d] for d in digests], dtype=torch.long)]
 
     def _add(self, digests: Tensor, emb: Tensor) -> None:
+        if self.path is None:
+            return self._add_locked(digests, emb)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _write_lock(self.path):  # read, merge and write as one step: no other writer's rows are lost
+            return self._add_locked(digests, emb)
+
+    def _add_locked(self, digests: Tensor, emb: Tensor) -> None:
         if self.path is not None:
             self._read()  # another process may have grown the file since we read it
         have = {bytes(d) for d in self.digests.numpy()}

@@ -30,7 +30,8 @@ from symcere.config import config_hash, dump, migrate
 from symcere.errors import SymcereError
 from symcere.evaluation.evaluator import evaluate_split
 from symcere.evaluation.metrics import METRICS
-from symcere.io import write_json, write_text
+from symcere.io import atomic_write, write_json, write_text
+from symcere.locks import locked, remove_leftovers, temp_leftovers
 from symcere.training.checkpoint import load_checkpoint, save_checkpoint
 from symcere.training.device import resolve_device, to_device
 from symcere.training.sampler import InteractionSampler
@@ -125,10 +126,39 @@ class Trainer:
     def ckpt_path(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    #: the files of a run killed before its first checkpoint: nothing worth keeping, it starts again
+    SCRATCH_FILES = frozenset({"config.yaml", "env.json", "log.jsonl", "best.pt"})
+
+    def _is_scratch(self) -> bool:
+        """True when the run dir holds only what a run writes before its first checkpoint (and is a run's)."""
+        names = {p.name for p in self.run_dir.iterdir()}
+        if not names or not names <= self.SCRATCH_FILES or not names & {"config.yaml", "env.json"}:
+            return False
+        try:
+            env = json.loads((self.run_dir / "env.json").read_text(encoding="utf-8")) if "env.json" in names else {}
+            cfg_file = self.run_dir / "config.yaml"
+            saved = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) if "config.yaml" in names else {}
+        except (OSError, ValueError, yaml.YAMLError):
+            return False
+        return isinstance(env, dict) and isinstance(saved, dict) and ("config_hash" in env or "model" in saved)
+
+    def _restart_scratch(self) -> None:
+        """Remove a scratch run's partial files (config.yaml and env.json are rewritten)."""
+        for name in ("log.jsonl", "best.pt"):
+            (self.run_dir / name).unlink(missing_ok=True)
+
     def _prepare_dir(self, resume: bool) -> None:
-        if resume and not self.ckpt_path.exists():
+        # the run-dir lock is held (fit): temporary files of a killed writer are leftovers
+        remove_leftovers(temp_leftovers(self.run_dir))
+        scratch = self.run_dir.is_dir() and not self.ckpt_path.exists() and self._is_scratch()
+        if scratch:  # killed after config.yaml, before its first checkpoint: start again (same config to resume)
+            if resume:
+                self._check_resume_config()
+            self._restart_scratch()
+            resume = False
+        elif resume and not self.ckpt_path.exists():
             raise SymcereError(f"--resume: {self.run_dir} has no checkpoint.pt to resume from")
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if self.run_dir.exists() and not scratch and any(self.run_dir.iterdir()):
             status_file = self.run_dir / "metrics.json"
             if resume:
                 if status_file.exists():
@@ -231,9 +261,16 @@ class Trainer:
 
     # -- main loop -----------------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> RunResult:
+        """Train (``resume``: continue from ``checkpoint.pt``; a run killed before its first checkpoint starts
+        again); the run directory is locked for the whole call (``symcere.locks``)."""
+        with locked(self.run_dir, "run directory"):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> RunResult:
         t = self.cfg["train"]
         configure_threads(t.get("threads"))
         self._prepare_dir(resume)
+        resume = resume and self.ckpt_path.exists()
         rng = seed_everything(int(self.cfg["seed"]))
         state = {
             "epoch": 0,
@@ -246,8 +283,9 @@ class Trainer:
             "eval_seconds": 0.0,
             "best_valid": {},
         }
+        stopped = False
         if resume:
-            ck = load_checkpoint(self.ckpt_path)
+            ck = self._load_resume_checkpoint()
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
             state.update(ck["state"])
@@ -256,8 +294,16 @@ class Trainer:
             if self.device.type == "cuda" and "cuda_rng" in ck:
                 torch.cuda.set_rng_state(ck["cuda_rng"], self.device)
             self._truncate_log(state["epoch"])
+            # killed after the loop had stopped early (while scoring the test split): do not train on
+            stopped = (
+                state["last_eval_step"] == state["step"]
+                and state["step"] - state["best_step"] >= int(t["patience_steps"])
+                and state["step"] >= int(t["min_steps"])
+            )
         eval_every, patience = int(t["eval_every_steps"]), int(t["patience_steps"])
         min_steps, max_epochs = int(t["min_steps"]), int(t["max_epochs"])
+        if stopped:
+            max_epochs = state["epoch"]
         deadline = time.time() + 60 * float(t["max_minutes"]) if t.get("max_minutes") else None
         bar = tqdm(
             total=max_epochs,
@@ -269,7 +315,7 @@ class Trainer:
             mininterval=0.5 if sys.stderr.isatty() else 30.0,
             dynamic_ncols=True,
         )
-        status, message = "finished", ""
+        status, message = "finished", "early stop" if stopped else ""
         self.model.train()
         try:
             while state["epoch"] < max_epochs:
@@ -339,6 +385,20 @@ class Trainer:
             bar.close()
         return self._finish(status, message, state)
 
+    def _load_resume_checkpoint(self) -> dict[str, Any]:
+        """``checkpoint.pt`` (tensors only: ``torch.load(weights_only=True)``), or a clear error."""
+        import pickle
+
+        try:
+            return load_checkpoint(self.ckpt_path)
+        except pickle.UnpicklingError as exc:
+            raise SymcereError(
+                f"--resume: refused to load {self.ckpt_path}: it holds objects other than tensors, so it was not "
+                f"written by symcere ({str(exc).splitlines()[0][:200]})"
+            ) from None
+        except (RuntimeError, OSError, EOFError, ValueError) as exc:
+            raise SymcereError(f"--resume: cannot load {self.ckpt_path} ({exc}); it is damaged") from None
+
     def _save(self, state: dict[str, Any], rng: np.random.Generator) -> None:
         save_checkpoint(
             self.ckpt_path,
@@ -374,7 +434,7 @@ class Trainer:
             result.valid = self.evaluate("valid", per_user)
             result.test = self.evaluate("test", per_user)
             # per-user metrics of the final model, for paired significance tests across runs
-            np.savez_compressed(self.run_dir / "per_user.npz", **per_user)
+            atomic_write(self.run_dir / "per_user.npz", lambda fh: np.savez_compressed(fh, **per_user))
         result.peak_memory_mb = round(peak_memory_mb(), 1)
         write_json(self.run_dir / "metrics.json", asdict(result))
         return result
