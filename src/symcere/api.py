@@ -76,7 +76,9 @@ class Run:
         """Internal indices of original user ids (``None``: every user); unknown ids are a ``SymcereError``."""
         if users is None:
             return np.arange(self.dataset.n_users, dtype=np.int64)
-        index = {u: i for i, u in enumerate(self.dataset.user_ids)}
+        index = self.__dict__.get("_user_pos")
+        if index is None:  # built once per run: a server asks for a few users per call
+            index = self.__dict__["_user_pos"] = {u: i for i, u in enumerate(self.dataset.user_ids)}
         wanted = [str(u) for u in users]
         unknown = [u for u in wanted if u not in index]
         if unknown:
@@ -94,7 +96,8 @@ class Run:
             raise SymcereError(f"k must be >= 1, got {k}")
         idx = self.user_index(users)
         seen = sum(self.dataset.matrix(s) for s in EXCLUDE_SPLITS[exclude]).tocsr()
-        self.model.eval()
+        if self.model.training:  # eval() drops the propagated embeddings cached in eval mode: not on every call
+            self.model.eval()
         with torch.no_grad():
             items, scores = topk_items(
                 self.model.score,
