@@ -40,6 +40,7 @@ __all__ = [
     "supcon",
     "symmetric_masks",
     "symmetric_sincere",
+    "symmetric_sincere_items",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -226,6 +227,71 @@ def symmetric_sincere(
     return 0.5 * (g2t + t2g)
 
 
+def symmetric_sincere_items(
+    g: Tensor,
+    t_items: Tensor,
+    item_of: Tensor,
+    excluded: Tensor,
+    tau: float,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """:func:`symmetric_sincere` with the masks of :func:`symmetric_masks`, computed over the batch's DISTINCT
+    items: one (B, U) similarity matrix instead of two (B, B) ones, the same loss up to floating-point rounding.
+
+    ``g`` (B, d): normalised g_{u_a,i_a}; ``t_items`` (U, d): normalised texts of the distinct items;
+    ``item_of`` (B,): column of i_a in ``t_items``; ``excluded`` (B, U) bool: item j is no true negative of
+    interaction a, ``j == i_a or j in history(u_a)`` (:meth:`UserHistory.excluded_items`). Why it is exact:
+    copies of one item in the batch are all excluded together or all kept, so in L_{G->T} (Eq. 7) a kept item
+    counts as often as it occurs; in L_{T->G} (Eq. 8) the anchors t_{i_a} of one item share their candidate set
+    {g_b : not excluded[b, i_a]}. The positive <g_a, t_{i_a}> / tau is added to each denominator.
+    """
+    b = g.shape[0]
+    if t_items.dim() != 2 or excluded.shape != (b, t_items.shape[0]) or item_of.shape != (b,):
+        raise ValueError("need g (B, d), t_items (U, d), item_of (B,) and excluded (B, U)")
+    per_row = _SincereItems.apply(g, t_items, item_of.long(), excluded.to(torch.bool), float(tau))
+    return _reduce(per_row, reduction)
+
+
+class _SincereItems(torch.autograd.Function):
+    """Per-row 0.5 * (L_{G->T} + L_{T->G}) of :func:`symmetric_sincere_items`, forward and backward in a few
+    passes over one (B, U) matrix (autograd through masked_fill / logsumexp makes about three times as many)."""
+
+    @staticmethod
+    def forward(ctx: object, g: Tensor, t: Tensor, item_of: Tensor, excluded: Tensor, tau: float) -> Tensor:
+        g_tau = g / tau
+        logits = torch.mm(g_tau, t.T)  # (B, U) similarities / tau
+        pos = (g_tau * t[item_of]).sum(dim=1)  # s_aa
+        logits.masked_fill_(excluded, float("-inf"))
+        copies = torch.bincount(item_of, minlength=t.shape[0]).to(logits.dtype)
+        # G->T (row a): kept items j, each counted copies_j times, plus the positive; shifted by the row maximum
+        row_max = torch.maximum(logits.amax(dim=1), pos)
+        e_row = (logits - row_max.unsqueeze(1)).exp_().mul_(copies.unsqueeze(0))
+        d_row = e_row.sum(dim=1) + torch.exp(pos - row_max)
+        # T->G (column j): the candidates g_b of the texts of item j, plus each anchor's positive
+        pos_max = torch.full_like(copies, float("-inf")).scatter_reduce_(0, item_of, pos, "amax")
+        col_max = torch.maximum(logits.amax(dim=0), pos_max)
+        e_col = logits.sub_(col_max.unsqueeze(0)).exp_()
+        shift = col_max[item_of]
+        d_col = e_col.sum(dim=0)[item_of] + torch.exp(pos - shift)
+        g2t = torch.log(d_row) + row_max - pos
+        t2g = torch.log(d_col) + shift - pos
+        ctx.save_for_backward(g_tau, t, item_of, e_row, e_col, copies, d_row, d_col, pos, row_max, shift)
+        ctx.tau = tau
+        return 0.5 * (g2t + t2g)
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> tuple[Tensor | None, ...]:
+        g_tau, t, item_of, e_row, e_col, copies, d_row, d_col, pos, row_max, shift = ctx.saved_tensors
+        w = 0.5 * grad
+        q = torch.zeros_like(copies).index_add_(0, item_of, w / d_col)  # (U,)
+        d_logits = e_col.mul_(q.unsqueeze(0)).add_(e_row.mul_((w / d_row).unsqueeze(1)))
+        d_pos = w * (torch.exp(pos - row_max) / d_row + torch.exp(pos - shift) / d_col - 2)
+        # s_aa = <g_a, t_{i_a}> / tau enters both denominators and both numerators
+        d_g = torch.mm(d_logits, t).add_(d_pos.unsqueeze(1) * t[item_of]).div_(ctx.tau)
+        d_t = torch.mm(d_logits.T, g_tau).index_add_(0, item_of, d_pos.unsqueeze(1) * g_tau)
+        return d_g, d_t, None, None, None
+
+
 def supcon(
     anchors: Tensor,
     candidates: Tensor,
@@ -321,6 +387,33 @@ class UserHistory:
         query = users * self.n_items + items
         pos = torch.searchsorted(keys, query.reshape(-1)).clamp_max(keys.numel() - 1)
         return (keys[pos] == query.reshape(-1)).reshape(query.shape) & valid
+
+    def excluded_items(self, users: Tensor, pos: Tensor, items: Tensor) -> Tensor:
+        """(B, U) bool for interactions ``(users[a], pos[a])`` and distinct items ``items`` (U,):
+        ``items[j] == pos[a] or items[j] in history(users[a])``, the exclusions of
+        :func:`symmetric_sincere_items`. Built from the batch users' history rows, not from B x U searches."""
+        users, pos, items = users.reshape(-1).long(), pos.reshape(-1).long(), items.reshape(-1).long()
+        dev = users.device
+        keys = self.keys.to(dev)
+        uu, u_inv = torch.unique(users, return_inverse=True)
+        out = torch.zeros(len(uu), len(items), dtype=torch.bool, device=dev)
+        inside = (uu >= 0) & (uu < self.n_users)
+        if keys.numel() and bool(inside.any()):
+            lo = torch.searchsorted(keys, uu * self.n_items)
+            hi = torch.searchsorted(keys, (uu + 1) * self.n_items)
+            hi = torch.where(inside, hi, lo)
+            count = hi - lo
+            row = torch.repeat_interleave(torch.arange(len(uu), device=dev), count)
+            at = torch.arange(int(count.sum()), device=dev) + torch.repeat_interleave(
+                lo - torch.cumsum(count, 0) + count, count
+            )
+            column = torch.full((self.n_items,), -1, dtype=torch.long, device=dev)
+            ok = (items >= 0) & (items < self.n_items)
+            column[items[ok]] = torch.arange(len(items), device=dev)[ok]
+            col = column[keys[at] % self.n_items]
+            hit = col >= 0
+            out[row[hit], col[hit]] = True
+        return out[u_inv] | (pos.unsqueeze(1) == items.unsqueeze(0))
 
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
         """Pairwise (B_u, B_i) bool: ``out[a, b] = items[b] in history(users[a])``.
