@@ -92,7 +92,7 @@ def test_plan_paths_and_ablation_inheritance(tmp_path: Path) -> None:
 
 
 def test_shipped_plans_are_valid() -> None:
-    for name in ("quick", "paper", "symcere_study"):
+    for name in ("quick", "paper", "symcere_study", "study"):
         plan = load_plan(REPO / "experiments" / f"{name}.yaml")
         assert plan.models and plan.datasets
 
