@@ -266,3 +266,69 @@ def test_reader_is_lazy(tmp_path: Path) -> None:
     path.write_text(_jsonl(AMAZON_ROWS) + "garbage\n")
     it = read_reviews(path)
     assert next(it).user == "u1"  # the bad line 3 is not read yet
+
+
+# ---------------------------------------------------------------------------------------------- policy
+
+
+def test_skip_mode_counts_bad_records_by_reason(tmp_path: Path) -> None:
+    from symcere.data.readers import ReadReport
+
+    path = tmp_path / "x.json"
+    rows = [AMAZON_ROWS[0], dict(AMAZON_ROWS[1], overall=9), dict(AMAZON_ROWS[1], reviewerID=""), AMAZON_ROWS[1]]
+    path.write_text(_jsonl(rows) + "{broken\n")
+    with pytest.raises(
+        SymcereError, match=r"line 2: field 'overall' is 9.*out of range; expected a rating from 1 to 5"
+    ):
+        list(read_reviews(path))
+    report = ReadReport()
+    got = list(read_reviews(path, on_bad_record="skip", report=report))
+    assert [r.user for r in got] == ["u1", "u2"]
+    assert report.records == 2 and report.skipped == 3
+    assert report.reasons == {"rating out of range": 1, "user missing": 1, "unparsable line": 1}
+    assert report.examples[0].endswith("(format amazon2014)") and "line 2" in report.examples[0]
+    assert report.as_dict()["count"] == 3 and "skipped 3 bad record(s)" in report.summary()
+    with pytest.raises(SymcereError, match="on_bad_record"):
+        list(read_reviews(path, on_bad_record="ignore"))
+
+
+def test_containers_are_recognised_by_content(tmp_path: Path) -> None:
+    data = _jsonl(AMAZON_ROWS).encode()
+    plain_gz = tmp_path / "plain.json.gz"
+    plain_gz.write_bytes(data)
+    hidden_gz = tmp_path / "hidden.json"
+    hidden_gz.write_bytes(gzip.compress(data))
+    hidden_zip = tmp_path / "hidden.bin"
+    with zipfile.ZipFile(hidden_zip, "w") as zf:
+        zf.writestr("r.json", data)
+    for path in (plain_gz, hidden_gz, hidden_zip):
+        assert [r.user for r in read_reviews(path)] == ["u1", "u2"], path.name
+
+
+def test_units_of_known_time_fields_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(_jsonl([dict(AMAZON_ROWS[0], unixReviewTime=1_400_000_000_000)]))
+    with pytest.raises(SymcereError, match="looks like milliseconds; expected unix seconds"):
+        list(read_reviews(path))
+    path.write_text(_jsonl([{"user_id": "U", "parent_asin": "P", "rating": 4, "timestamp": 1_588_687_728}]))
+    with pytest.raises(SymcereError, match="looks like seconds; expected unix milliseconds"):
+        list(read_reviews(path))
+
+
+def test_printable_escapes_terminal_controls() -> None:
+    from symcere.data.records import printable, shown
+
+    assert printable("a\x1b[31mb\x07\u202ec\ud800") == "a\\x1b[31mb\\x07\\u202ec\\ud800"
+    assert printable("ü日本😀") == "ü日本😀"
+    assert printable("x" * 100, 10).startswith("xxxxxxxxxx... (100 characters)")
+    assert shown("\n") == "'\\x0a'" and shown(3.5) == "3.5"
+
+
+def test_python_literal_lines_are_never_evaluated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "x.json"
+    path.write_text("__import__('os').system('touch PWNED')\n" + _jsonl(AMAZON_ROWS))
+    with pytest.raises(SymcereError, match="line 1: not a JSON object"):
+        list(read_reviews(path))
+    assert [r.user for r in read_reviews(path, on_bad_record="skip")] == ["u1", "u2"]
+    assert not (tmp_path / "PWNED").exists()

@@ -490,7 +490,7 @@ def _sources(path: Path) -> list[_Source]:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise SymcereError(f"input file not found: {label}") from None
+        raise SymcereError(f"input file not found: {label}; expected an existing review file") from None
     except OSError as exc:
         raise SymcereError(f"{label}: cannot read ({exc.strerror or exc})") from None
     if stat.S_ISDIR(st.st_mode):
@@ -852,7 +852,9 @@ def _read_source(
     except UnicodeDecodeError as exc:
         raise SymcereError(f"{src.label}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected UTF-8") from None
     except (zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zipfile.LargeZipFile, zlib.error) as exc:
-        raise SymcereError(f"{src.label}: cannot read the archive ({exc}); it is corrupt or truncated") from None
+        raise SymcereError(
+            f"{src.label}: cannot read the archive ({exc}); it is corrupt or truncated (expected a complete file)"
+        ) from None
     except (RuntimeError, NotImplementedError) as exc:
         raise SymcereError(f"{src.label}: cannot read the archive member ({exc})") from None
     except OSError as exc:
