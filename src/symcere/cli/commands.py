@@ -89,6 +89,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             },
             overwrite=args.overwrite,
             report=report,
+            engine=getattr(args, "engine", "auto"),
+            memory_limit=getattr(args, "memory_limit", None),
         )
     for note in report.notes:
         print(f"symcere: note: {note}", file=sys.stderr)

@@ -71,6 +71,18 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         default="error",
         help="a record that does not fit: stop with its file/line/field (error, default) or drop and count it (skip)",
     )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "pandas", "duckdb"),
+        default="auto",
+        help="pandas: in memory | duckdb: streamed, spills to disk (symcere[scale]) | auto: duckdb when installed; "
+        "the same output either way",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="duckdb engine: memory bound, e.g. 2GB (default: DuckDB's, 80%% of RAM); the rest spills to disk",
+    )
     p.set_defaults(func=commands.cmd_prepare)
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -194,6 +194,8 @@ def build_dataset(
     extra_meta: dict[str, Any] | None = None,
     overwrite: bool = False,
     report: Any = None,
+    engine: str = "auto",
+    memory_limit: str | None = None,
 ) -> Path:
     """Preprocess ``records`` and write a dataset directory at ``out_dir`` (atomically); return its path.
 
@@ -204,16 +206,43 @@ def build_dataset(
     characters (0 = unlimited). ``extra_meta`` keys are added to ``dataset.json`` at top level. ``report``: the
     ``symcere.data.readers.ReadReport`` the records were read with; its skipped records are recorded in
     ``stats.skipped``. The dataset directory is locked (``symcere.locks``) from before reading to the end.
+    ``engine`` (:data:`ENGINES`): ``pandas`` holds the input in memory (fastest on small data, core install);
+    ``duckdb`` streams it into DuckDB and spills to disk under ``memory_limit`` (e.g. ``"2GB"``), for inputs
+    larger than memory; ``auto`` takes duckdb when installed. Both write the same bytes.
     """
     out = Path(out_dir)
     opts = _options(name, k_core, user_k, item_k, ratios, text_budget, extra_meta)
     _check_target(out, overwrite)
     with _dataset_lock(out):
         _check_target(out, overwrite)
+        if resolve_engine(engine) == "duckdb":  # streamed, out of core, byte-identical (data/duckdb_prepare.py)
+            from symcere.data.duckdb_prepare import prepare_duckdb
+
+            return prepare_duckdb(records, out, opts, overwrite=overwrite, report=report, memory_limit=memory_limit)
         tables = _protocol(_collect(records), opts)
         if report is not None:
             tables.meta["stats"]["skipped"] = report.as_dict()
         return write_tables(tables, out, overwrite=overwrite)
+
+
+#: where the protocol runs: ``pandas`` (in memory, the core install) or ``duckdb`` (streamed, spills to disk;
+#: ``symcere[scale]``); ``auto`` = duckdb when installed. Both write the same bytes.
+ENGINES = ("auto", "pandas", "duckdb")
+
+
+def resolve_engine(engine: str) -> str:
+    """``pandas`` or ``duckdb`` for ``engine`` (``auto``: duckdb when the ``duckdb`` package is installed)."""
+    import importlib.util
+
+    if engine not in ENGINES:
+        raise SymcereError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "auto":
+        return "duckdb" if importlib.util.find_spec("duckdb") is not None else "pandas"
+    if engine == "duckdb":
+        from symcere.extras import require
+
+        require("duckdb", "prepare --engine duckdb")
+    return engine
 
 
 @contextmanager
@@ -612,16 +641,29 @@ def _stats(
 def _write_atomic(
     out: Path, overwrite: bool, inter: pa.Table, users: pa.Table, items: pa.Table, meta: dict[str, Any]
 ) -> Path:
+    def fill(tmp: Path) -> None:
+        pq.write_table(inter, tmp / "interactions.parquet")
+        pq.write_table(users, tmp / "users.parquet")
+        pq.write_table(items, tmp / "items.parquet")
+        _write_meta(tmp, meta)
+
+    return _atomic_dir(out, overwrite, fill)
+
+
+def _write_meta(tmp: Path, meta: dict[str, Any]) -> None:
+    """``dataset.json`` next to the parquet files, with their mode."""
+    write_text(tmp / "dataset.json", meta_json(meta))
+    # symcere.io's temporary file is 0600; keep the mode the other files got (umask default)
+    os.chmod(tmp / "dataset.json", (tmp / "interactions.parquet").stat().st_mode & 0o777)
+
+
+def _atomic_dir(out: Path, overwrite: bool, fill: Callable[[Path], None]) -> Path:
+    """``fill(tmp)`` writes the dataset files into a temporary sibling directory that then replaces ``out``."""
     out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        pq.write_table(inter, tmp / "interactions.parquet")
-        pq.write_table(users, tmp / "users.parquet")
-        pq.write_table(items, tmp / "items.parquet")
-        write_text(tmp / "dataset.json", meta_json(meta))
-        # symcere.io's temporary file is 0600; keep the mode the other files got (umask default)
-        os.chmod(tmp / "dataset.json", (tmp / "interactions.parquet").stat().st_mode & 0o777)
+        fill(tmp)
         _check_target(out, overwrite)  # re-check: the target may have appeared meanwhile
         if out.is_dir() and any(out.iterdir()):
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

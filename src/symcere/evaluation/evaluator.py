@@ -41,6 +41,8 @@ __all__ = [
     "ScoreFn",
     "evaluate",
     "evaluate_split",
+    "mean_metrics",
+    "user_shard",
     "rank_scores",
     "topk_items",
 ]
@@ -169,7 +171,7 @@ def _batches(
 ) -> Iterator[tuple[np.ndarray, Tensor, Tensor]]:
     """Yield ``(batch_users, items (B, k'), scores (B, k'))`` with ``k' = min(k, n_items)``."""
     n_items = seen.shape[1]
-    per_batch = max(1, int(max_batch_elements) // max(1, n_items))
+    per_batch = users_per_batch(max_batch_elements, n_items)
     with (
         torch.no_grad(),
         tqdm(total=len(users), desc=desc, unit="user", file=sys.stderr, disable=not progress) as bar,
@@ -229,6 +231,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     item_groups: np.ndarray | None = None,
     group_metrics: Sequence[str] = ("recall", "ndcg"),
+    shard: tuple[int, int] | None = None,
 ) -> EvalResult:
     """Full-ranking evaluation of ``score_fn(users) -> (B, n_items)`` (higher is better).
 
@@ -239,6 +242,8 @@ def evaluate(
     item, e.g. from :func:`~symcere.evaluation.popularity.popularity_groups`) the per-group contributions of
     ``group_metrics`` are added under keys like ``"recall@20/g3"``. ``max_batch_elements`` bounds the dense
     score block: ``max(1, max_batch_elements // n_items)`` users per batch (results do not depend on it).
+    ``shard=(rank, world)`` evaluates only that rank's batches (:func:`user_shard`); the full result is
+    ``symcere.training.distributed.gather_eval`` of the shards.
     """
     train = _as_csr(train, "train")
     shape = train.shape
@@ -268,6 +273,8 @@ def evaluate(
     users = np.flatnonzero(n_rel_all > 0).astype(np.int64)
     if users.size == 0:
         raise SymcereError("no user has a held-out item: nothing to evaluate")
+    if shard is not None:
+        users = user_shard(users, users_per_batch(max_batch_elements, shape[1]), *shard)
     # relevant candidates: held-out items that are not seen
     relevant = heldout - heldout.multiply(seen)
     relevant.eliminate_zeros()
@@ -288,8 +295,29 @@ def evaluate(
                 chunks.setdefault(key, []).append(val)
 
     per_user = {key: torch.cat(vals).numpy() for key, vals in chunks.items()}
-    means = {key: float(v.mean()) for key, v in per_user.items()}
+    means = mean_metrics(per_user)
     return EvalResult(metrics=means, per_user=per_user, users=users, n_users=int(users.size))
+
+
+def mean_metrics(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """The reported metrics: the mean of each per-user array (one reduction, shared with the sharded gather)."""
+    return {key: float(v.mean()) for key, v in per_user.items()}
+
+
+def users_per_batch(max_batch_elements: int, n_items: int) -> int:
+    """Users scored per batch: ``max(1, max_batch_elements // n_items)``."""
+    return max(1, int(max_batch_elements) // max(1, n_items))
+
+
+def user_shard(users: np.ndarray, per_batch: int, rank: int, world: int) -> np.ndarray:
+    """The users ``rank`` of ``world`` evaluates: whole batches of ``per_batch`` users (the batches a single process
+    scores), dealt round-robin, so every user's scores come from the same batch as in one process."""
+    if not 0 <= rank < world:
+        raise SymcereError(f"shard must be (rank, world) with 0 <= rank < world, got ({rank}, {world})")
+    starts = range(rank * per_batch, len(users), world * per_batch)
+    if not starts:
+        return users[:0]
+    return np.concatenate([users[s : s + per_batch] for s in starts])
 
 
 def evaluate_split(score_fn: ScoreFn, dataset: _HasMatrix, split: str, **kw: Any) -> EvalResult:

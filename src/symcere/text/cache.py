@@ -35,6 +35,7 @@ from symcere.locks import locked, remove_leftovers, temp_leftovers
 from symcere.schema import TextOptions
 from symcere.text.encoder import TextEncoder, pool_items
 from symcere.text.models import default_cache_dir, model_fingerprint, resolve_model_path
+from symcere.training import distributed
 
 CACHE_FORMAT = 1
 # the settings recorded (for information only) in a cache file's "config" entry
@@ -137,10 +138,12 @@ class FrozenTextCache(nn.Module):
         self.path = self.cache_dir / f"text_{self.key[:32]}.pt" if self.cache_dir is not None else None
         self.loaded_from_disk = False
         data = self._load() if self.path is not None else None
+        if not distributed.all_true(data is not None):  # under torchrun: a miss on any rank -> all encode
+            data = None
         if data is None:
             frozen = dataclasses.replace(opts, mode="frozen") if opts.mode != "frozen" else opts
             base, views = self._compute(encoder or TextEncoder(frozen), progress)
-            if self.path is not None:
+            if self.path is not None and distributed.is_local_main():  # one writer per machine
                 self._save(base, views)
         else:
             base, views = data
@@ -179,7 +182,7 @@ class FrozenTextCache(nn.Module):
             return self._compute_per_review(encoder, masked, progress)
         unique = list(dict.fromkeys([*self.texts, *masked]))  # equal strings are encoded once
         pos = {t: j for j, t in enumerate(unique)}
-        emb = encoder.encode(unique, progress=progress)
+        emb = distributed.encode_sharded(encoder.encode, unique, progress=progress)  # a slice per rank
         base = emb[[pos[t] for t in self.texts]]
         views = emb[[pos[t] for t in masked]].reshape(len(self.texts), self.n_views, emb.shape[1])
         return base.contiguous(), views.contiguous()
@@ -287,8 +290,9 @@ class ReviewStore:
         digests = [_digest(s) for s in seqs]
         row = {bytes(d): j for j, d in enumerate(self.digests.numpy())}
         missing = list(dict.fromkeys(s for s, d in zip(seqs, digests, strict=True) if d not in row))
+        missing = distributed.union(missing)  # under torchrun: what any rank misses, encoded a slice per rank
         if missing:
-            new = encoder.encode_sequences(missing, progress=progress).float().cpu()
+            new = distributed.encode_sharded(encoder.encode_sequences, missing, progress=progress).float().cpu()
             new_digests = torch.from_numpy(np.frombuffer(b"".join(map(_digest, missing)), dtype=np.uint8).copy())
             self._add(new_digests.reshape(-1, 16), new)
             row = {bytes(d): j for j, d in enumerate(self.digests.numpy())}
@@ -312,7 +316,7 @@ class ReviewStore:
         base = self.emb if self.emb is not None else emb[:0]
         self.digests = torch.cat([self.digests, digests[keep]])
         self.emb = torch.cat([base, emb[keep]])
-        if self.path is not None:
+        if self.path is not None and distributed.is_local_main():  # one writer per machine
             self.path.parent.mkdir(parents=True, exist_ok=True)
             payload = {"key": self.key, "digests": self.digests, "emb": self.emb}
             atomic_write(self.path, lambda fh: torch.save(payload, fh))

@@ -10,6 +10,7 @@ the last validation; the run stops when ``train.patience_steps`` steps passed wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -32,8 +33,9 @@ from symcere.evaluation.evaluator import evaluate_split
 from symcere.evaluation.metrics import METRICS
 from symcere.io import atomic_write, write_json, write_text
 from symcere.locks import locked, remove_leftovers, temp_leftovers
+from symcere.training import distributed
 from symcere.training.checkpoint import load_checkpoint, save_checkpoint
-from symcere.training.device import resolve_device, to_device
+from symcere.training.device import to_device
 from symcere.training.sampler import InteractionSampler
 from symcere.training.seeding import configure_threads, seed_everything
 
@@ -62,6 +64,7 @@ class RunResult:
     peak_memory_mb: float = 0.0
     device: str = ""
     message: str = ""
+    world_size: int = 1  # processes of a torchrun data-parallel run (training/distributed.py)
 
 
 def peak_memory_mb() -> float:
@@ -100,7 +103,7 @@ class Trainer:
     ):
         self.model, self.dataset, self.cfg = model, dataset, cfg
         self.run_dir = Path(run_dir)
-        self.progress = progress
+        self.progress = progress and distributed.is_main()  # under torchrun only rank 0 shows progress
         t = cfg["train"]
         self.ks = tuple(int(k) for k in cfg["eval"]["ks"])
         self.metric = str(cfg["eval"]["metric"])
@@ -114,9 +117,12 @@ class Trainer:
         if k_needed not in self.ks:
             self.ks = tuple(sorted({*self.ks, k_needed}))
         self.max_batch_elements = int(cfg["eval"]["max_batch_elements"])
-        self.device = resolve_device(t["device"])
+        self.device = distributed.resolve_training_device(t["device"])  # under torchrun: cuda:LOCAL_RANK
         self.model.to(self.device)
-        self.sampler = InteractionSampler(dataset.matrix("train"), int(t["batch_size"]), model.num_negatives)
+        self.sampler = InteractionSampler(
+            dataset.matrix("train"), int(t["batch_size"]), model.num_negatives, shard=distributed.shard()
+        )
+        self.train_step = distributed.wrap(model, self.device)  # model.loss, or DDP around it under torchrun
         groups = getattr(model, "param_groups", None)
         params = groups(float(t["lr"])) if callable(groups) else model.parameters()
         self.optimizer = torch.optim.Adam(params, lr=float(t["lr"]))
@@ -182,6 +188,7 @@ class Trainer:
             self.run_dir / "env.json",
             {
                 **environment(self.cfg, self.device),
+                **distributed.describe(),
                 "config_hash": config_hash(self.cfg),
                 "dataset": str(Path(self.dataset.path).resolve()) if getattr(self.dataset, "path", None) else "",
             },
@@ -225,7 +232,7 @@ class Trainer:
         """On resume, drop log lines of epochs after the checkpoint (they are trained again), and a line cut
         short by a kill (unparsable)."""
         path = self.run_dir / "log.jsonl"
-        if path.exists():
+        if path.exists() and distributed.is_main():
             kept = []
             for ln in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -237,6 +244,8 @@ class Trainer:
             write_text(path, "".join(ln + "\n" for ln in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not distributed.is_main():
+            return
         with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -252,7 +261,9 @@ class Trainer:
                 ks=self.ks,
                 max_batch_elements=self.max_batch_elements,
                 device=self.device,
+                shard=distributed.shard() if distributed.active() else None,
             )
+            res = distributed.gather_eval(res)  # every rank's users, exactly (identity in one process)
         self.model.train()
         if per_user is not None:
             per_user[f"{split}/users"] = res.users
@@ -263,14 +274,19 @@ class Trainer:
     def fit(self, resume: bool = False) -> RunResult:
         """Train (``resume``: continue from ``checkpoint.pt``; a run killed before its first checkpoint starts
         again); the run directory is locked for the whole call (``symcere.locks``)."""
-        with locked(self.run_dir, "run directory"):
+        with contextlib.ExitStack() as stack:
+
+            def lock() -> None:
+                stack.enter_context(locked(self.run_dir, "run directory"))
+
+            distributed.on_main(lock)  # under torchrun rank 0 holds it; a busy lock stops every rank
             return self._fit(resume)
 
     def _fit(self, resume: bool) -> RunResult:
         t = self.cfg["train"]
-        configure_threads(t.get("threads"))
-        self._prepare_dir(resume)
-        resume = resume and self.ckpt_path.exists()
+        configure_threads(t.get("threads") or distributed.default_threads())
+        distributed.on_main(lambda: self._prepare_dir(resume))  # rank 0 checks and writes; errors on every rank
+        resume = distributed.agree(resume and self.ckpt_path.exists())
         rng = seed_everything(int(self.cfg["seed"]))
         state = {
             "epoch": 0,
@@ -285,7 +301,7 @@ class Trainer:
         }
         stopped = False
         if resume:
-            ck = self._load_resume_checkpoint()
+            ck = distributed.on_main(self._load_resume_checkpoint)  # rank 0's file, sent to every rank
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
             state.update(ck["state"])
@@ -321,22 +337,24 @@ class Trainer:
             while state["epoch"] < max_epochs:
                 epoch = state["epoch"] + 1
                 t0 = time.time()
+                distributed.seed_epoch(int(self.cfg["seed"]), epoch)
                 self.model.on_epoch_start(epoch)
                 sums: dict[str, float] = {}
                 n_batches = 0
                 for batch in self.sampler.epoch(rng):
                     batch = to_device(batch, self.device)
-                    terms = self.model.loss(batch)
-                    for name, value in terms.items():
-                        if not torch.isfinite(value):
-                            raise Diverged(epoch, state["step"], name, float(value.detach()))
+                    terms = self.train_step(batch)
+                    values = distributed.loss_values(terms)  # under torchrun: the mean over ranks
+                    for name, value in values.items():
+                        if not math.isfinite(value):
+                            raise Diverged(epoch, state["step"], name, value)
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["total"].backward()
                     self.optimizer.step()
                     state["step"] += 1
                     n_batches += 1
-                    for name, value in terms.items():
-                        sums[name] = sums.get(name, 0.0) + float(value.detach())
+                    for name, value in values.items():
+                        sums[name] = sums.get(name, 0.0) + value
                 seconds = time.time() - t0
                 state["train_seconds"] += seconds
                 state["epoch"] = epoch
@@ -347,7 +365,7 @@ class Trainer:
                     "loss": {k: v / max(n_batches, 1) for k, v in sums.items()},
                 }
                 stop = False
-                out_of_time = deadline is not None and time.time() > deadline
+                out_of_time = distributed.agree(deadline is not None and time.time() > deadline)  # rank 0's clock
                 if state["step"] - state["last_eval_step"] >= eval_every or epoch == max_epochs or out_of_time:
                     t1 = time.time()
                     valid = self.evaluate("valid")
@@ -362,7 +380,8 @@ class Trainer:
                             best_epoch=epoch,
                             best_valid=valid,
                         )
-                        save_checkpoint(self.run_dir / "best.pt", {"model": self.model.state_dict()})
+                        if distributed.is_main():
+                            save_checkpoint(self.run_dir / "best.pt", {"model": self.model.state_dict()})
                     stop = state["step"] - state["best_step"] >= patience and state["step"] >= min_steps
                 # log first, then the checkpoint: a run killed in between re-trains this epoch on resume and
                 # the log line is dropped (_truncate_log), so the log never lacks an epoch
@@ -400,6 +419,8 @@ class Trainer:
             raise SymcereError(f"--resume: cannot load {self.ckpt_path} ({exc}); it is damaged") from None
 
     def _save(self, state: dict[str, Any], rng: np.random.Generator) -> None:
+        if not distributed.is_main():
+            return
         save_checkpoint(
             self.ckpt_path,
             {
@@ -425,16 +446,20 @@ class Trainer:
             eval_seconds=round(state.get("eval_seconds", 0.0), 2),
             device=str(self.device),
             seconds_per_epoch=round(state["train_seconds"] / max(state["epoch"], 1), 4),
+            world_size=distributed.world_size(),
         )
         if status == "finished":
-            best = self.run_dir / "best.pt"
-            if best.exists():
-                self.model.load_state_dict(load_checkpoint(best)["model"])
+            best = distributed.load_on_main(self.run_dir / "best.pt")  # rank 0's file on every rank; None: none
+            if best is not None:
+                self.model.load_state_dict(best["model"])
             per_user: dict[str, np.ndarray] = {}
             result.valid = self.evaluate("valid", per_user)
             result.test = self.evaluate("test", per_user)
             # per-user metrics of the final model, for paired significance tests across runs
-            atomic_write(self.run_dir / "per_user.npz", lambda fh: np.savez_compressed(fh, **per_user))
+            if distributed.is_main():
+                atomic_write(self.run_dir / "per_user.npz", lambda fh: np.savez_compressed(fh, **per_user))
         result.peak_memory_mb = round(peak_memory_mb(), 1)
-        write_json(self.run_dir / "metrics.json", asdict(result))
+        if distributed.is_main():
+            write_json(self.run_dir / "metrics.json", asdict(result))
+        distributed.barrier()  # the run directory is complete when any rank returns
         return result
