@@ -245,6 +245,15 @@ def test_cold_start_new_item_id_extends_the_catalogue(sym_client, tiny_dataset):
     ] == (tiny_dataset.n_items + 1)  # the same id again replaces its reviews
 
 
+def test_cold_items_are_bounded(runs):
+    service = Service(Run.load(runs["symcere"], device="cpu"), max_cold_items=1)
+    service.cold_start(["guitar"], item="first")
+    service.cold_start(["guitar chord"], item="first")  # replacing is fine
+    with pytest.raises(symcere.SymcereError, match="limit"):
+        service.cold_start(["drum"], item="second")
+    assert service.health()["cold_items"] == 1
+
+
 def test_cold_start_errors(sym_client, lgn_client):
     assert _field(sym_client.post("/cold-start", json={"reviews": []})) == {"reviews"}
     assert _field(sym_client.post("/cold-start", json={"k": 3})) == {"reviews"}

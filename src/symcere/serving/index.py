@@ -28,10 +28,14 @@ from symcere.extras import require
 FAISS_KINDS = ("hnsw", "ivf", "flat")
 
 
-def scoring_vectors(model: Any, check_users: int = 16) -> tuple[torch.Tensor, torch.Tensor] | None:
+def scoring_vectors(
+    model: Any, check_users: int = 16, emb: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(users, items)`` with ``model.score(u) == users[u] @ items.T`` (checked on up to ``check_users`` users),
-    or ``None`` when the model's score is not an inner product of its ``embeddings()``."""
-    emb = model.embeddings() if hasattr(model, "embeddings") else {}
+    or ``None`` when the model's score is not an inner product of its ``embeddings()`` (or of ``emb``, the
+    tables already computed)."""
+    if emb is None:
+        emb = model.embeddings() if hasattr(model, "embeddings") else {}
     if "users" not in emb or "items" not in emb:
         return None
     users, items = emb["users"].detach(), emb["items"].detach()

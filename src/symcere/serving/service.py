@@ -70,7 +70,11 @@ def ridge_map(x: torch.Tensor, y: torch.Tensor, rel_lambda: float = 1e-2) -> tup
 
 
 class Service:
-    """The serving state of one run: indices, served cold items, explanation cache. Thread-safe."""
+    """The serving state of one run: indices, served cold items, explanation cache. Thread-safe.
+
+    ``ann_threshold``: catalogues above it use a FAISS ``ann_kind`` index (its recall@10 against exact search on
+    ``recall_users`` users is in ``health()``); ``explain_cache``: items whose leave-one-word-out tables are kept;
+    ``max_cold_items``: bound on the items served from reviews (a request past it is a 409)."""
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class Service:
         ann_params: dict[str, Any] | None = None,
         recall_users: int = 1000,
         explain_cache: int = 256,
+        max_cold_items: int = 100_000,
         seed: int = 0,
     ):
         self.run, self.model, self.dataset = run, run.model, run.dataset
@@ -99,7 +104,8 @@ class Service:
         self.lock = threading.RLock()  # catalogue changes
         self.cold: dict[str, ColdItem] = {}  # served from reviews, by id (new ids and known items without training)
         with torch.no_grad():
-            vectors = scoring_vectors(self.model)
+            tables = self.model.embeddings() if hasattr(self.model, "embeddings") else {}
+            vectors = scoring_vectors(self.model, emb=tables)
         self.users_vec, self.items_vec = vectors if vectors is not None else (None, None)
         self.index: Any = None
         self.index_info: dict[str, Any] = {"kind": "exact", "scores": "model.score"}
@@ -115,10 +121,11 @@ class Service:
         self.cold_map: torch.Tensor | None = None
         self.cold_map_info: dict[str, Any] = {}
         self.text_budget = int(self.dataset.meta.get("params", {}).get("text_budget", 0) or 0)
+        self.max_cold_items = int(max_cold_items)
         if self.has_text:
+            self._graph = tables  # raw final users / items (the alignment anchors) and the text tower's items
             self._fit_cold_map(seed)
             self.explanations = xp.LooCache(self._build_loo, explain_cache)
-            self._graph = self.model.embeddings()  # raw final users / items (the alignment anchors)
 
     # -- ids ------------------------------------------------------------------------------------------------
     def user(self, user_id: Any) -> int:
@@ -311,8 +318,7 @@ class Service:
         if self.items_vec is None:
             return
         warm = torch.from_numpy(np.flatnonzero(self.n_train > 0))
-        with torch.no_grad():
-            t = self.model.text.all_items().to(self.items_vec.device)
+        t = self._graph["item_text"].to(self.items_vec.device)
         x, y = t[warm], self.items_vec[warm]
         perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(warm)))
         held = perm[: max(1, len(warm) // 5)]
@@ -367,6 +373,8 @@ class Service:
                     "its trained embedding, not from reviews"
                 )
             prev = self.cold.get(item_id)
+            if prev is None and len(self.cold) >= self.max_cold_items:
+                raise Conflict(f"the server already serves {len(self.cold)} cold items (its limit)")
             if known is not None:
                 index = known
             elif prev is not None:
