@@ -191,6 +191,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     result = run.result
+    from symcere.training import distributed
+
+    if not distributed.is_main():  # torchrun: rank 0 reports for every rank
+        return 3 if result.status == "diverged" else 0
     print(markdown_table([_summary_rows(args.model, result)]))
     if result.status == "diverged":
         print(

@@ -30,7 +30,6 @@ import atexit
 import io
 import os
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,21 +180,20 @@ class LossForward(nn.Module):
 def wrap(model: nn.Module, device: torch.device) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """The training call: ``model.loss`` alone, or under torchrun ``DistributedDataParallel`` around it
     (gradients averaged across ranks in backward). Buffers are data every rank derives itself (adjacency, text
-    tables): they are neither broadcast at start nor before each forward. Parameters a step leaves unused
-    (e.g. the text tower when its loss term is off) are tolerated."""
+    tables): they are never broadcast. Parameters the loss leaves unused (e.g. the text tower when its terms are
+    off) are found in the first step (``static_graph``: the same parameters take part in every step)."""
     if not active():
         return model.loss
     from torch.nn.parallel import DistributedDataParallel
 
     module = LossForward(model)
     buffers = [f"model.{name}" for name, _ in model.named_buffers()]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, buffers)
-    warnings.filterwarnings("ignore", message=".*find_unused_parameters=True.*")
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, buffers)  # no sync, ever
     return DistributedDataParallel(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
-        find_unused_parameters=True,
+        # the graph is the same every step: unused parameters are found once, in the first step
+        static_graph=True,
     )
 
 
