@@ -40,11 +40,12 @@ def test_excluded_items_equals_the_dense_relation(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("tau", [0.05, 0.5])
-def test_item_form_equals_the_batch_form(seed: int, tau: float) -> None:
+@pytest.mark.parametrize("scale", [1.0, 80.0])  # 80: logits spread too wide for one shared exp shift
+def test_item_form_equals_the_batch_form(seed: int, tau: float, scale: float) -> None:
     hist, users, pos, gen = _batch(seed)
     history = UserHistory.from_scipy(hist)
     items, inverse = torch.unique(pos, return_inverse=True)
-    g = l2_normalize(torch.randn(len(pos), 8, generator=gen, dtype=DT)).requires_grad_(True)
+    g = (scale * l2_normalize(torch.randn(len(pos), 8, generator=gen, dtype=DT))).requires_grad_(True)
     t_items = l2_normalize(torch.randn(len(items), 8, generator=gen, dtype=DT)).requires_grad_(True)
 
     m_g2t, m_t2g = symmetric_masks(users, pos, history)

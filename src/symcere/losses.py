@@ -15,6 +15,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -261,22 +262,31 @@ class _SincereItems(torch.autograd.Function):
         g_tau = g / tau
         logits = torch.mm(g_tau, t.T)  # (B, U) similarities / tau
         pos = (g_tau * t[item_of]).sum(dim=1)  # s_aa
-        logits.masked_fill_(excluded, float("-inf"))
         copies = torch.bincount(item_of, minlength=t.shape[0]).to(logits.dtype)
-        # G->T (row a): kept items j, each counted copies_j times, plus the positive; shifted by the row maximum
-        row_max = torch.maximum(logits.amax(dim=1), pos)
-        e_row = (logits - row_max.unsqueeze(1)).exp_().mul_(copies.unsqueeze(0))
-        d_row = e_row.sum(dim=1) + torch.exp(pos - row_max)
+        # |logit| <= bound: with a spread of at most 2 * bound below the underflow limit one shift serves every
+        # row and column (one exp); otherwise rows and columns are shifted by their own maxima
+        bound = float(g_tau.norm(dim=1).max() * t.norm(dim=1).max()) if g.numel() and t.numel() else 0.0
+        if 2 * bound < 0.9 * -math.log(torch.finfo(logits.dtype).tiny):
+            row_max = col_max = logits.new_tensor(bound)
+            e_row = e_col = logits.sub_(bound).exp_().masked_fill_(excluded, 0.0)
+            shift = row_max.expand_as(pos)
+        else:
+            logits.masked_fill_(excluded, float("-inf"))
+            row_max = torch.maximum(logits.amax(dim=1), pos)
+            pos_max = torch.full_like(copies, float("-inf")).scatter_reduce_(0, item_of, pos, "amax")
+            col_max = torch.maximum(logits.amax(dim=0), pos_max)
+            e_row = (logits - row_max.unsqueeze(1)).exp_()
+            e_col = logits.sub_(col_max.unsqueeze(0)).exp_()
+            shift = col_max[item_of]
+            row_max = row_max.expand_as(pos)
+        # G->T (row a): kept items j, each counted copies_j times, plus the positive
+        d_row = torch.mv(e_row, copies) + torch.exp(pos - row_max)
         # T->G (column j): the candidates g_b of the texts of item j, plus each anchor's positive
-        pos_max = torch.full_like(copies, float("-inf")).scatter_reduce_(0, item_of, pos, "amax")
-        col_max = torch.maximum(logits.amax(dim=0), pos_max)
-        e_col = logits.sub_(col_max.unsqueeze(0)).exp_()
-        shift = col_max[item_of]
         d_col = e_col.sum(dim=0)[item_of] + torch.exp(pos - shift)
         g2t = torch.log(d_row) + row_max - pos
         t2g = torch.log(d_col) + shift - pos
         ctx.save_for_backward(g_tau, t, item_of, e_row, e_col, copies, d_row, d_col, pos, row_max, shift)
-        ctx.tau = tau
+        ctx.tau, ctx.shared = tau, e_row is e_col
         return 0.5 * (g2t + t2g)
 
     @staticmethod
@@ -284,7 +294,11 @@ class _SincereItems(torch.autograd.Function):
         g_tau, t, item_of, e_row, e_col, copies, d_row, d_col, pos, row_max, shift = ctx.saved_tensors
         w = 0.5 * grad
         q = torch.zeros_like(copies).index_add_(0, item_of, w / d_col)  # (U,)
-        d_logits = e_col.mul_(q.unsqueeze(0)).add_(e_row.mul_((w / d_row).unsqueeze(1)))
+        r = w / d_row  # (B,)
+        if ctx.shared:  # d logits = e * (r copies^T + 1 q^T)
+            d_logits = e_row.mul_(torch.outer(r, copies).add_(q.unsqueeze(0)))
+        else:
+            d_logits = e_col.mul_(q.unsqueeze(0)).add_(e_row.mul_(r.unsqueeze(1) * copies.unsqueeze(0)))
         d_pos = w * (torch.exp(pos - row_max) / d_row + torch.exp(pos - shift) / d_col - 2)
         # s_aa = <g_a, t_{i_a}> / tau enters both denominators and both numerators
         d_g = torch.mm(d_logits, t).add_(d_pos.unsqueeze(1) * t[item_of]).div_(ctx.tau)
