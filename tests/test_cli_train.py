@@ -45,6 +45,8 @@ COMMANDS = [
     ["train"],
     ["evaluate"],
     ["recommend"],
+    ["serve"],
+    ["export"],
     ["quickstart"],
     ["experiment"],
     ["experiment-tables"],
