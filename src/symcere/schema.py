@@ -47,9 +47,9 @@ class TrainOptions:
     patience_steps: int = opt(600, "stop after this many optimizer steps without a better validation metric")
     min_steps: int = opt(0, "never stop before this many optimizer steps")
     max_minutes: float | None = opt(None, "optional wall-clock budget (the run's metrics say when it stopped it)")
-    threads: int | None = opt(None, "torch threads; null = the CPU cores available")
+    threads: int | None = opt(None, "torch threads; null = the CPU cores available (under torchrun: shared by its local ranks)")
     num_negatives: int = opt(1, "negatives sampled per positive (uniform over items the user has not seen)")
-    device: str = opt("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available)")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available; under torchrun cuda:LOCAL_RANK)")
 
 
 @dataclass
