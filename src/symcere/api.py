@@ -96,7 +96,7 @@ class Run:
             raise SymcereError(f"k must be >= 1, got {k}")
         idx = self.user_index(users)
         seen = sum(self.dataset.matrix(s) for s in EXCLUDE_SPLITS[exclude]).tocsr()
-        if self.model.training:  # eval() drops the propagated embeddings cached in eval mode: not on every call
+        if self.model.training:  # model.eval() drops the embeddings cached in eval mode: not on every call
             self.model.eval()
         with torch.no_grad():
             items, scores = topk_items(
