@@ -113,8 +113,8 @@ def mutate(fmt: str, change: Callable[[dict[str, Any]], Any], index: int = BAD) 
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+        for name, data in members.items():  # a fixed member time: the same bytes on every run
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 

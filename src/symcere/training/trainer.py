@@ -138,7 +138,9 @@ class Trainer:
     def _is_scratch(self) -> bool:
         """True when the run dir holds only what a run writes before its first checkpoint (and is a run's)."""
         names = {p.name for p in self.run_dir.iterdir()}
-        if not names or not names <= self.SCRATCH_FILES or not names & {"config.yaml", "env.json"}:
+        if not names:  # killed right after creating it
+            return True
+        if not names <= self.SCRATCH_FILES or not names & {"config.yaml", "env.json"}:
             return False
         try:
             env = json.loads((self.run_dir / "env.json").read_text(encoding="utf-8")) if "env.json" in names else {}
