@@ -281,7 +281,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_or_restarts(tiny_datas
         with pytest.raises(KeyboardInterrupt):
             cut.fit()
         assert {p.name for p in run.iterdir()} == {"config.yaml", "env.json"}
-        (run / ".checkpoint.pt.abc123.tmp").write_bytes(b"torn")  # a write the kill cut short
+        (run / ".checkpoint.pt.abc12345.tmp").write_bytes(b"torn")  # a write the kill cut short
         again = _trainer(tiny_dataset, cfg, run).fit(resume=mode == "resume")
         assert again.valid == full.valid and again.test == full.test and again.steps == full.steps
         assert _same_weights(_weights(run), _weights(tmp_path / "full"))

@@ -43,7 +43,7 @@ __all__ = ["LockBusy", "LockInfo", "PathLock", "lock_path", "locked", "remove_le
 _HELD: dict[str, list[Any]] = {}  # lock file -> [count, fd, PathLock] of the locks this process holds
 _HELD_GUARD = threading.Lock()
 #: the temporary files of ``symcere.io.atomic_write`` (``.NAME.RANDOM.tmp``)
-_IO_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")
+_IO_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 class LockBusy(SymcereError):

@@ -354,9 +354,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         data_dir=args.data,
         progress=not args.quiet,
     )
+    from symcere.locks import locked, remove_leftovers, temp_leftovers
     from symcere.resources import disk_errors
 
-    with disk_errors("analyze"):
+    with disk_errors("analyze"), locked(args.out, "analysis directory"):
+        remove_leftovers(temp_leftovers(args.out))  # what a killed analyze left half-written
         res = analyze(args.run_dirs, args.out, opts)
     print(f"report: {res['report_md']}")
     print(f"        {res['report_html']}")

@@ -245,6 +245,13 @@ def resolve_engine(engine: str) -> str:
     return engine
 
 
+def recover_dataset_dir(out: str | os.PathLike[str]) -> None:
+    """Take and release the lock of the dataset directory ``out``: what a killed writer left next to it (a stale
+    lock, temporary directories, an interrupted swap) is cleaned up."""
+    with _dataset_lock(Path(out)):
+        pass
+
+
 @contextmanager
 def _dataset_lock(out: Path) -> Iterator[None]:
     """Hold the lock of a dataset directory; once held, clean up what a killed writer left next to ``out``: an

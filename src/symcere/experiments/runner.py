@@ -22,6 +22,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from symcere.config import Config, config_hash
+from symcere.data.preprocess import recover_dataset_dir
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
 from symcere.io import write_json, write_text
@@ -216,6 +217,8 @@ def _run_locked(plan: Plan, datasets: list[str], labels: list[str], quiet: bool,
         for w in caught:
             print(f"symcere: warning: {w.message}", file=sys.stderr)
         if path is not None:
+            if plan.out in path.parents:  # built by a plan run that may have been killed: clean up after it
+                recover_dataset_dir(path)
             ready[name] = path
     pending = sum(tuning.pending_trials(plan, d, lab) for d in ready for lab in tuning.tuned_labels(plan, labels))
     runner = PlanRunner(pending + len(ready) * sum(len(plan.seeds_of(lab)) for lab in labels), quiet)
