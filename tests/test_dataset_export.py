@@ -127,6 +127,7 @@ def test_cli_prepare_stats_export(tmp_path: Path, capsys: pytest.CaptureFixture[
         "inputs": ["in.csv"],
         "format": "table",
         "columns": {"user": "uid", "item": "iid", "time": "ts", "rating": "stars", "text": "body"},
+        "on_bad_record": "error",  # the policy it ran with (--on-bad-record)
     }
     assert main(argv) == 2  # exists, no --overwrite
     assert "--overwrite" in capsys.readouterr().err
