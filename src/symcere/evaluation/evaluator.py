@@ -90,6 +90,25 @@ def _as_csr(m: Any, name: str, shape: tuple[int, int] | None = None) -> sp.csr_m
     return m
 
 
+def _nonzeros(m: sp.csr_matrix, rows: np.ndarray, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """(row position in ``rows``, column) of every nonzero of ``m[rows]``."""
+    sub = m[rows]
+    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+    return torch.as_tensor(r, device=device), torch.as_tensor(sub.indices, dtype=torch.long, device=device)
+
+
+def _hits(relevant: sp.csr_matrix, rows: np.ndarray, items: Tensor) -> Tensor:
+    """(B, k) bool: ``items[a, j]`` is a nonzero of ``relevant[rows[a]]`` (sorted-key search, no dense mask)."""
+    r, c = _nonzeros(relevant, rows, "cpu")
+    n = relevant.shape[1]
+    keys = torch.sort(r * n + c).values
+    query = torch.arange(len(rows)).unsqueeze(1) * n + items
+    if keys.numel() == 0:
+        return torch.zeros(items.shape, dtype=torch.bool)
+    at = torch.searchsorted(keys, query.reshape(-1)).clamp_max(keys.numel() - 1)
+    return (keys[at] == query.reshape(-1)).reshape(items.shape)
+
+
 def _row_mask(m: sp.csr_matrix, rows: np.ndarray, device: torch.device | str) -> Tensor:
     """Dense ``(len(rows), n_cols)`` bool mask of the nonzeros of ``m[rows]``."""
     sub = m[rows]
@@ -110,7 +129,7 @@ def rank_scores(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
         raise SymcereError(f"scores must be 2-D (B, n_items), got shape {tuple(scores.shape)}")
     if not scores.is_floating_point():
         scores = scores.to(torch.float64)
-    if bool(torch.isnan(scores).any()):
+    if bool(_nan_rows(scores).any()):
         raise SymcereError("cannot rank NaN scores")
     b, n = scores.shape
     k = min(int(k), n)
@@ -119,9 +138,45 @@ def rank_scores(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
         return empty, scores.new_empty((b, k))
     # 1) the k-th largest value v of each row (a value: unique whatever topk does with ties) and how many
     #    of the top k must score exactly v
-    top = torch.topk(scores, k, dim=1, sorted=False).values
-    kth = top.min(dim=1, keepdim=True).values
+    # the k+1 largest values: where the (k+1)-th is below v, every item scoring v is among topk's k and the
+    # set is exact (only its order is left); elsewhere items tied at v are resolved below
+    top, top_idx = torch.topk(scores, min(k + 1, n), dim=1, sorted=True)
+    settled = top[:, k] < top[:, k - 1] if k < n else torch.ones(b, dtype=torch.bool, device=scores.device)
+    top, top_idx = top[:, :k], top_idx[:, :k]
+    kth = top[:, k - 1 :]
     need = (top == kth).sum(dim=1)
+    if bool(settled.all()):
+        return _order(top_idx, top)
+    if bool(settled.any()):
+        items, vals = torch.empty_like(top_idx), torch.empty_like(top)
+        items[settled], vals[settled] = _order(top_idx[settled], top[settled])
+        rest = ~settled
+        items[rest], vals[rest] = _rank_ties(scores[rest], kth[rest], need[rest], k)
+        return items, vals
+    return _rank_ties(scores, kth, need, k)
+
+
+def _order(idx: Tensor, vals: Tensor) -> tuple[Tensor, Tensor]:
+    """Sort each row's (item, score) pairs by score descending, ties by item index ascending."""
+    by_item = torch.sort(idx, dim=1).indices
+    idx, vals = idx.gather(1, by_item), vals.gather(1, by_item)
+    by_score = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    return idx.gather(1, by_score), vals.gather(1, by_score)
+
+
+def _nan_rows(scores: Tensor) -> Tensor:
+    """(B,) bool, the rows holding a NaN: a row sum is NaN when the row holds a NaN (or both infinities), and
+    only such rows are checked element by element."""
+    suspect = torch.isnan(scores.sum(dim=1))
+    if not bool(suspect.any()):
+        return suspect
+    suspect[suspect.clone()] = torch.isnan(scores[suspect]).any(dim=1)
+    return suspect
+
+
+def _rank_ties(scores: Tensor, kth: Tensor, need: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The exact top k of rows with items tied at the k-th value ``kth`` beyond the ``need`` ones kept."""
+    b = scores.shape[0]
     # 2) every item scoring >= v, row-major: item index ascending within a row (usually exactly k per row)
     rows, cols = (scores >= kth).nonzero(as_tuple=True)
     vals = scores[rows, cols]
@@ -147,7 +202,7 @@ def _check_scores(scores: Any, users: Tensor, n_items: int) -> Tensor:
             f"expected ({users.shape[0]}, {n_items})"
         )
     if scores.is_floating_point():
-        nan_rows = torch.isnan(scores).any(dim=1)
+        nan_rows = _nan_rows(scores)
         if bool(nan_rows.any()):
             bad = users[nan_rows.to(users.device)][:5].tolist()
             raise SymcereError(
@@ -179,8 +234,16 @@ def _batches(
         for start in range(0, len(users), per_batch):
             bu = users[start : start + per_batch]
             ut = torch.as_tensor(bu, dtype=torch.long, device=device)
-            scores = _check_scores(score_fn(ut), ut, n_items).to(device)
-            scores = scores.masked_fill(_row_mask(seen, bu, device), float("-inf"))
+            raw = score_fn(ut)
+            # a fresh tensor nobody else holds (the usual matmul output) is masked in place, anything else
+            # (a view, a cached table, an array) is copied first
+            own = isinstance(raw, Tensor) and raw._base is None and sys.getrefcount(raw) <= 2
+            scores = _check_scores(raw, ut, n_items).to(device)
+            del raw
+            if not own:
+                scores = scores.clone()
+            rows, cols = _nonzeros(seen, bu, device)
+            scores[rows, cols] = float("-inf")
             items, top = rank_scores(scores, k)
             yield bu, items, top
             bar.update(len(bu))
@@ -284,7 +347,7 @@ def evaluate(
     batches = _batches(score_fn, seen, users, kmax, max_batch_elements, device, progress, "evaluate")
     for bu, items, _ in batches:
         items = items.cpu()
-        hits = _row_mask(relevant, bu, "cpu").gather(1, items)
+        hits = _hits(relevant, bu, items)
         n_rel = torch.as_tensor(n_rel_all[bu], dtype=torch.long)
         for name in metrics:
             for k in ks:
