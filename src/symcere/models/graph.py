@@ -57,6 +57,39 @@ def edge_dropout(
     return users[keep], items[keep]
 
 
+class _SymmetricSpMM(torch.autograd.Function):
+    """``adj @ x`` for a SYMMETRIC sparse ``adj`` (every ``normalized_adjacency`` is): the backward is ``adj @ grad``
+    again, so autograd never transposes (re-sorts) the CSR matrix, which costs more than the product itself."""
+
+    @staticmethod
+    def forward(ctx: object, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return _spmm(adj, x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, _spmm(ctx.adj, grad)
+
+
+def _spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x``; on the CPU through scipy's CSR kernel (about twice torch's CPU CSR speed), else torch's."""
+    if adj.device.type == "cpu" and adj.layout == torch.sparse_csr and adj.dtype == x.dtype == torch.float32:
+        csr = getattr(adj, "_scipy_csr", None)
+        if csr is None:  # zero-copy views of the tensor's arrays, built once per adjacency
+            import scipy.sparse as sp
+
+            arrays = (adj.values().numpy(), adj.col_indices().numpy(), adj.crow_indices().numpy())
+            csr = sp.csr_matrix(arrays, shape=tuple(adj.shape), copy=False)
+            adj._scipy_csr = csr  # type: ignore[attr-defined]
+        return torch.from_numpy(csr @ x.detach().numpy())
+    return torch.sparse.mm(adj, x)
+
+
+def propagate(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One propagation step ``adj @ x`` (Eq. 1) over a symmetric normalised adjacency."""
+    return _SymmetricSpMM.apply(adj, x)
+
+
 class _GraphEncoder(nn.Module):
     """Zero-th layer user and item embeddings (Xavier-initialised), shared by the encoders below."""
 
@@ -87,7 +120,7 @@ class LightGCNEncoder(_GraphEncoder):
         x = self.layer0(item_extra)
         total = x
         for _ in range(self.layers):
-            x = torch.sparse.mm(adj, x)
+            x = propagate(adj, x)
             total = total + x
         out = total / (self.layers + 1)
         return out[: self.n_users], out[self.n_users :]
@@ -109,7 +142,7 @@ class NGCFEncoder(_GraphEncoder):
         x = self.layer0(item_extra)
         outs = [x]
         for w1, w2 in zip(self.w1, self.w2, strict=True):
-            side = torch.sparse.mm(adj, x)
+            side = propagate(adj, x)
             x = nn.functional.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             x = self.dropout(x)
             outs.append(nn.functional.normalize(x, dim=1))

@@ -118,14 +118,18 @@ class SymCERE(EmbeddingRecommender):
         terms["rank"] = self.beta * (bpr * len(users) if self.bpr_reduction == "sum" else bpr)
 
         anchor = (g_u + g_i) / 2  # g_ui, section 3.1.1
-        if self.cross_weight > 0 or self.alpha > 0:
-            masks = losses.symmetric_masks(users, pos, self.history) if self.cross == "sincere" else None
-            cross = losses.cross_modal_loss(
-                self.cross, self._sphere(anchor), self._sphere(self.text(pos)), masks, self.cross_tau
-            )
+        items, item_of = torch.unique(pos, return_inverse=True)  # each distinct item's text embedded once
+        t_items = self.text(items) if self.cross_weight > 0 or self.alpha > 0 else None
+        if t_items is not None:
+            g, t = self._sphere(anchor), self._sphere(t_items)
+            if self.cross == "sincere":  # Eq. 7-9 over the distinct items: (B, U) instead of (B, B), same loss
+                excluded = self.history.excluded_items(users, pos, items)
+                cross = losses.symmetric_sincere_items(g, t, item_of, excluded, self.cross_tau)
+            else:
+                cross = losses.cross_modal_loss(self.cross, g, t[item_of], None, self.cross_tau)
             terms["cross"] = self.cross_weight * cross  # Eq. 6-9
         if self.alpha > 0:
-            terms["intra"] = self.alpha * (self._graph_intra(users, pos, anchor) + self._text_intra(pos))
+            terms["intra"] = self.alpha * (self._graph_intra(users, pos, anchor) + self._text_intra(items, t_items))
         if self.reg > 0:
             terms["reg"] = self.reg_loss(batch)
         terms["total"] = sum(terms.values())
@@ -138,13 +142,11 @@ class SymCERE(EmbeddingRecommender):
         vu, vi = self.encoder(self.view_adj)
         return losses.info_nce(self._sphere(anchor), self._sphere((vu[users] + vi[pos]) / 2), self.intra_tau)
 
-    def _text_intra(self, pos: torch.Tensor) -> torch.Tensor:
-        """Eq. 11: each distinct item's text against its word-masked view."""
-        items = torch.unique(pos)
+    def _text_intra(self, items: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Eq. 11: each distinct item's text ``t`` against its word-masked view."""
         if len(items) < 2:
-            return torch.zeros((), device=pos.device)
-        t, t_view = self.text(items), self.text(items, view=True)
-        return losses.info_nce(self._sphere(t), self._sphere(t_view), self.intra_tau)
+            return torch.zeros((), device=items.device)
+        return losses.info_nce(self._sphere(t), self._sphere(self.text(items, view=True)), self.intra_tau)
 
     # -- the text side at inference ---------------------------------------------------------------------------
     @torch.no_grad()
