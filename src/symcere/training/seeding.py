@@ -17,8 +17,37 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def configure_threads(threads: int | None) -> int:
-    """Use ``threads`` torch threads (default: the CPU cores this process may use).
+#: below this many training interactions a model of embedding tables and sparse propagation (MF, LightGCN,
+#: SGL) runs on one thread: its per-step kernels are too small to pay for waking a second OpenMP worker
+SMALL_GRAPH_INTERACTIONS = 50_000
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads(model: torch.nn.Module | None = None, n_train: int | None = None, kind: str = "graph") -> int:
+    """Torch threads when ``train.threads`` is null, chosen by measurement (benchmarks/results/threads.md):
+
+    - ``kind="text"`` (a text encoder's forward) and models with dense layers (SymCERE's text side, NGCF,
+      NeuMF, DGCLR): every core; their matrix products scale with threads;
+    - a model of embedding tables and sparse propagation only (MF, LightGCN, SGL) trained on fewer than
+      ``SMALL_GRAPH_INTERACTIONS`` interactions: one thread (on 2 cores LightGCN's epoch on Musical Instruments
+      is 1.6x faster on one thread than on two); larger graphs: every core.
+    """
+    if kind == "text":
+        return cores()
+    dense = model is not None and any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    if not dense and n_train is not None and n_train < SMALL_GRAPH_INTERACTIONS:
+        return 1
+    return cores()
+
+
+def configure_threads(
+    threads: int | None, *, model: torch.nn.Module | None = None, n_train: int | None = None, kind: str = "graph"
+) -> int:
+    """Use ``threads`` torch threads (default: ``default_threads(model, n_train, kind)``).
 
     Oversubscription is what slows CPU training most on small machines: OpenMP workers that spin-wait
     compete with the main thread. ``OMP_WAIT_POLICY=PASSIVE`` must be set before the OpenMP runtime starts,
@@ -26,7 +55,7 @@ def configure_threads(threads: int | None) -> int:
     inter-op parallelism at one thread.
     """
     if not threads:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = default_threads(model, n_train, kind)
     n = max(1, int(threads or 1))
     torch.set_num_threads(n)
     try:

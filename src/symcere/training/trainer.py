@@ -286,7 +286,9 @@ class Trainer:
 
     def _fit(self, resume: bool) -> RunResult:
         t = self.cfg["train"]
-        configure_threads(t.get("threads") or distributed.default_threads())
+        configure_threads(
+            t.get("threads") or distributed.default_threads(), model=self.model, n_train=len(self.sampler.users)
+        )
         distributed.on_main(lambda: self._prepare_dir(resume))  # rank 0 checks and writes; errors on every rank
         resume = distributed.agree(resume and self.ckpt_path.exists())
         rng = seed_everything(int(self.cfg["seed"]))
