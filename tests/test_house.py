@@ -195,3 +195,44 @@ def test_a_run_directory_written_by_0_1_0_still_evaluates_and_recommends(tmp_pat
     assert main(["recommend", str(out), "--k", "3", "--out", str(recs_old)]) == 0
     assert recs_old.read_text() == recs_now.read_text()
     assert main(["evaluate", str(out), "--split", "test", "--json"]) == 0
+
+
+def test_a_code_carrying_best_pt_is_refused_with_a_message(tmp_path, tiny_dataset, capsys):
+    import pickle
+
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "mf",
+                "--data",
+                str(tiny_dataset.path),
+                "--out",
+                str(out),
+                "--set",
+                "train.max_epochs=1",
+                "--set",
+                "model.dim=8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (out / "best.pt").write_bytes(pickle.dumps({"model": Payload()}))
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--split", "test"]) == 2
+    captured = capsys.readouterr()
+    assert "refused to load" in captured.err and "Traceback" not in captured.err and "pwned" not in captured.out
+
+
+def test_error_messages_never_echo_terminal_escapes(capsys):
+    assert main(["config", "mf", "--set", "train.\x1b[31mlr=1"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b" in err

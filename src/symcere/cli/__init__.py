@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except SymcereError as exc:
-        print(f"symcere: error: {exc}", file=sys.stderr)
+        from symcere.data.records import printable
+
+        lines = str(exc).split("\n")  # newlines are the message's own; any other control character is escaped
+        print("symcere: error: " + "\n".join(printable(line, 10_000) for line in lines), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("symcere: interrupted", file=sys.stderr)

@@ -35,6 +35,7 @@ def load_run(run_dir: str | Path, data: Any = None, *, device: str = "auto"):
     """A finished run: ``(model with its best weights on device, dataset, cfg, metrics)``. ``data``: the dataset
     (a ``Dataset`` or its directory) when it moved since training; the config is migrated to today's keys."""
     import json
+    import pickle
 
     import yaml
 
@@ -62,7 +63,16 @@ def load_run(run_dir: str | Path, data: Any = None, *, device: str = "auto"):
         raise SymcereError(f"{run_dir} has no best.pt: the run never reached a validation")
     seed_everything(int(cfg["seed"]))
     model = build_model(data, cfg, progress=False)
-    model.load_state_dict(load_checkpoint(weights)["model"])
+    try:
+        state = load_checkpoint(weights)["model"]
+    except pickle.UnpicklingError as exc:
+        raise SymcereError(
+            f"refused to load {weights}: it holds objects other than tensors, so it was not written by symcere "
+            f"({str(exc).splitlines()[0][:200]})"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise SymcereError(f"cannot load {weights} ({str(exc)[:200]}); it is damaged") from None
+    model.load_state_dict(state)
     model.to(resolve_device(device)).eval()
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
