@@ -157,7 +157,20 @@ def estimate_memory(cfg: dict[str, Any], dataset: Any) -> dict[str, int]:
             # intra-modal term), each as its reviews, and keeps every layer's activations for the backward pass
             items = min(n_items, int(train["batch_size"]) * (1 + int(train.get("num_negatives", 1))))
             sequences = int(items * reviews_per_item * 2)
-            out["text training step"] = sequences * d["layers"] * per_seq_layer
+            # only the layers with gradients keep activations (text.lora_layers: the top ones), and with
+            # checkpointed micro-batches (text.checkpointing, null = when a step needs more than one) only one
+            # micro-batch's at a time
+            top = text.get("lora_layers") if mode == "lora" else None
+            grad_layers = min(d["layers"], int(top)) if top else d["layers"]
+            micro = int(text.get("micro_batch") or sequences)
+            ckpt = text.get("checkpointing")
+            held = sequences if ckpt is False or (ckpt is None and sequences <= micro) else min(micro, sequences)
+            out["text training step"] = held * grad_layers * per_seq_layer
+            if top and int(top) < d["layers"]:  # the lower layers' states of every text and masked view
+                alpha = float(cfg.get("loss", {}).get("alpha", 0.0) or 0.0)
+                views = int(text.get("n_views", 0)) if alpha > 0 else 0
+                width = 2 if text.get("bf16") else 4
+                out["text lower-layer cache"] = int(n_items * reviews_per_item) * (1 + views) * tokens * d["hidden"] * width
     return out
 
 
@@ -180,6 +193,7 @@ def check_memory(cfg: dict[str, Any], dataset: Any, available: int | None = None
         "text training step": "lower train.batch_size or text.max_tokens, or use text.mode=frozen",
         "text encoding batch": "lower text.batch_size",
         "text cache tables": "lower text.n_views",
+        "text lower-layer cache": "lower text.n_views or text.max_tokens, or set text.bf16=true",
         "embeddings and optimizer": "lower model.dim",
         "graph": "use a smaller dataset (k-core) or fewer views",
     }.get(biggest, "lower the batch sizes")

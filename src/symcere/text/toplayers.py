@@ -4,8 +4,9 @@ The paper tunes the text encoder with LoRA (symcere.md section 3.1.2). When only
 layers get adapters, the output of the layers below them never changes during training: ``TopLayerEncoder``
 computes it once per sequence (every item text and every pre-drawn masked view of it) and a training step runs
 only the top ``N`` layers, the token pooling and the item pooling on those cached hidden states. In eval mode
-this equals the full forward (tests/test_toplayers.py); in train mode the cached lower layers ran without
-dropout, since they are frozen.
+this equals the full forward (tests/test_toplayers.py). In train mode only LoRA's own dropout
+(``text.lora_dropout``) is active: the frozen layers run without their dropout, the cached lower ones and the
+top ones alike (their attention then takes the fused kernel, about three times faster on a CPU).
 
 It needs a BERT-style backbone (``embeddings`` + ``encoder.layer``: BERT, MiniLM, RoBERTa, MPNet, ELECTRA,
 XLM-R). The cached states are stored packed (``(total tokens, hidden)`` plus offsets, in bf16 when
@@ -147,6 +148,10 @@ class TopLayerEncoder(nn.Module):
         if rows.numel() == 0:
             return torch.zeros(0, enc.hidden_size, device=self.lengths.device)
         o = enc.opts
+        if enc.training:  # the frozen layers' own dropout stays off, as in the cached lower layers; LoRA's runs
+            for name, module in self.__dict__["_upper"].encoder.layer.named_modules():
+                if "lora_dropout" not in name:
+                    module.training = False
         groups = length_buckets(self.lengths[rows].tolist(), o.micro_batch * o.max_tokens)
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in enc.parameters())
         ckpt = grad and (o.checkpointing if o.checkpointing is not None else len(groups) > 1)
