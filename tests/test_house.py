@@ -81,68 +81,27 @@ def test_model_buffers_move_with_the_model(tiny_dataset):
 def test_cuda_on_a_machine_without_it_is_a_clear_error(tmp_path, tiny_dataset, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code = main(
-        [
-            "train",
-            "--model",
-            "mf",
-            "--data",
-            str(tiny_dataset.path),
-            "--out",
-            str(tmp_path / "r"),
-            "--set",
-            "train.device=cuda",
-            "--quiet",
-        ]
-    )
+    code = _train(tiny_dataset, tmp_path / "r", "mf", "train.device=cuda")
     err = capsys.readouterr().err
     assert code == 2 and "train.device=cuda" in err and "no CUDA device" in err and "Traceback" not in err
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "mf",
-                "--data",
-                str(tiny_dataset.path),
-                "--out",
-                str(tmp_path / "r2"),
-                "--set",
-                "train.device=gpu",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert _train(tiny_dataset, tmp_path / "r2", "mf", "train.device=gpu") == 2
 
 
 def test_run_records_device_and_evaluation_time(tmp_path, tiny_dataset):
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "mf",
-                "--data",
-                str(tiny_dataset.path),
-                "--out",
-                str(out),
-                "--set",
-                "train.max_epochs=2",
-                "--set",
-                "model.dim=8",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert _train(tiny_dataset, out, "mf", "train.max_epochs=2", "model.dim=8") == 0
     env = json.loads((out / "env.json").read_text())
     assert env["device"] == "cpu"
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all("eval_seconds" in r for r in records if "valid" in r) and all("peak_rss_mb" in r for r in records)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["device"] == "cpu" and metrics["eval_seconds"] >= 0
+
+
+def _train(dataset, out, model: str, *settings: str) -> int:
+    """``symcere train`` of ``model`` on ``dataset`` into ``out`` (quiet), with ``--set`` for each setting."""
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    return main(["train", "--model", model, "--data", str(dataset.path), "--out", str(out), *sets, "--quiet"])
 
 
 def _readme_api_example() -> str:
@@ -167,25 +126,7 @@ def test_a_run_directory_written_by_0_1_0_still_evaluates_and_recommends(tmp_pat
     import yaml
 
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "lightgcn",
-                "--data",
-                str(tiny_dataset.path),
-                "--out",
-                str(out),
-                "--set",
-                "train.max_epochs=2",
-                "--set",
-                "model.dim=8",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert _train(tiny_dataset, out, "lightgcn", "train.max_epochs=2", "model.dim=8") == 0
     recs_now = tmp_path / "now.tsv"
     assert main(["recommend", str(out), "--k", "3", "--out", str(recs_now)]) == 0
     cfg = yaml.safe_load((out / "config.yaml").read_text())
@@ -201,25 +142,7 @@ def test_a_code_carrying_best_pt_is_refused_with_a_message(tmp_path, tiny_datase
     import pickle
 
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "mf",
-                "--data",
-                str(tiny_dataset.path),
-                "--out",
-                str(out),
-                "--set",
-                "train.max_epochs=1",
-                "--set",
-                "model.dim=8",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert _train(tiny_dataset, out, "mf", "train.max_epochs=1", "model.dim=8") == 0
 
     class Payload:
         def __reduce__(self):
