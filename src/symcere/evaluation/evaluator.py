@@ -99,12 +99,12 @@ def _nonzeros(m: sp.csr_matrix, rows: np.ndarray, device: torch.device | str) ->
 
 def _hits(relevant: sp.csr_matrix, rows: np.ndarray, items: Tensor) -> Tensor:
     """(B, k) bool: ``items[a, j]`` is a nonzero of ``relevant[rows[a]]`` (sorted-key search, no dense mask)."""
-    r, c = _nonzeros(relevant, rows, "cpu")
+    r, c = _nonzeros(relevant, rows, items.device)
     n = relevant.shape[1]
     keys = torch.sort(r * n + c).values
-    query = torch.arange(len(rows)).unsqueeze(1) * n + items
+    query = torch.arange(len(rows), device=items.device).unsqueeze(1) * n + items
     if keys.numel() == 0:
-        return torch.zeros(items.shape, dtype=torch.bool)
+        return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
     at = torch.searchsorted(keys, query.reshape(-1)).clamp_max(keys.numel() - 1)
     return (keys[at] == query.reshape(-1)).reshape(items.shape)
 

@@ -162,6 +162,7 @@ class TopLayerEncoder(nn.Module):
                 parts.append(torch.utils.checkpoint.checkpoint(self._upper_batch, hidden, mask, use_reentrant=False))
             else:
                 parts.append(self._upper_batch(hidden, mask))
-        inverse = torch.empty(rows.numel(), dtype=torch.long)
-        inverse[torch.as_tensor(np.concatenate(groups))] = torch.arange(rows.numel())
-        return torch.cat(parts)[inverse.to(rows.device)]
+        inverse = torch.empty(rows.numel(), dtype=torch.long, device=rows.device)
+        order = torch.as_tensor(np.concatenate(groups), device=rows.device)
+        inverse[order] = torch.arange(rows.numel(), device=rows.device)
+        return torch.cat(parts)[inverse]

@@ -171,7 +171,7 @@ class TextTower(nn.Module):
         elif self.top is not None:
             was_training = self.training
             self.eval()
-            emb = self._top_hidden(torch.arange(len(self.texts)), view=False)
+            emb = self._top_hidden(torch.arange(len(self.texts), device=self.seq_rows.device), view=False)
             self.train(was_training)
         else:
             assert self.encoder is not None
