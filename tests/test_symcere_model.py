@@ -292,3 +292,62 @@ def test_shuffled_texts_control_permutes_item_texts(tiny_dataset):
     assert moved >= len(texts) // 2  # ... mostly on other items
     assert shuffled == item_texts(tiny_dataset, shuffle=True, seed=3)
     assert shuffled != item_texts(tiny_dataset, shuffle=True, seed=4)
+
+
+def _user_text(dataset, hidden: int = 12, seed: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(dataset.n_users, hidden, generator=g)
+    table[0] = 0.0  # user 0 has no review text: left out of L_user
+    return table
+
+
+def test_user_alignment_term_by_hand(tiny_dataset):
+    """loss.user_weight > 0 adds w * symmetric InfoNCE(hat(g_u), hat(W p_u)) over distinct users with text."""
+    cfg = small_config("symcere", "train.reg=0", "loss.user_weight=0.5")
+    torch.manual_seed(0)
+    table = _user_text(tiny_dataset)
+    model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16), user_text=table)
+    model.on_epoch_start(1)
+    batch = batch_of(tiny_dataset, model)
+    terms = model.loss(batch)
+    assert "user" in terms and torch.isclose(terms["total"], sum(v for k, v in terms.items() if k != "total"))
+    g_users, _ = graph(model)
+    uu = torch.unique(batch["users"])
+    uu = uu[uu != 0]
+    g = losses.l2_normalize(g_users[uu])
+    p = losses.l2_normalize(model.text.proj(table[uu]))
+    tau = cfg["loss"]["cross_tau"]
+    logits = g @ p.T / tau
+    target = torch.arange(len(uu))
+    ce = torch.nn.functional.cross_entropy
+    by_hand = 0.5 * (ce(logits, target) + ce(logits.T, target))
+    assert torch.allclose(terms["user"], 0.5 * by_hand, atol=1e-6)
+    terms["user"].backward()
+    assert model.text.proj.weight.grad.abs().sum() > 0
+
+
+def test_user_weight_zero_changes_nothing(tiny_dataset):
+    base = make(tiny_dataset)
+    batch = batch_of(tiny_dataset, base)
+    off = make(tiny_dataset, "loss.user_weight=0")
+    t0, t1 = base.loss(batch), off.loss(batch)
+    assert "user" not in t1 and torch.equal(t0["total"], t1["total"])
+
+
+def test_user_profiles_are_mean_review_embeddings(tmp_path, monkeypatch):
+    """build_user_profiles: p_u = the mean frozen MiniLM embedding of u's own training reviews."""
+    from symcere.schema import TextOptions
+    from symcere.text import TextEncoder, user_reviews
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SYMCERE_CACHE", str(tmp_path / "cache"))
+    ds = build_tiny_dataset(tmp_path / "data", n_users=8, n_items=12, per_user=5, cold_item=False)
+    cfg = small_config("symcere", "text.max_tokens=32", "loss.user_weight=0.1")
+    profiles = SymCERE.build_user_profiles(ds, cfg, progress=False)
+    assert profiles.shape == (ds.n_users, 384)
+    reviews = user_reviews(ds)
+    u = max(range(ds.n_users), key=lambda k: len(reviews[k]))
+    assert len(reviews[u]) >= 2
+    enc = TextEncoder(TextOptions(**{**cfg["text"], "mode": "frozen"}))
+    expected = enc.encode(reviews[u]).float().mean(0)
+    assert torch.allclose(profiles[u], expected, atol=1e-4)

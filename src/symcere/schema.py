@@ -201,6 +201,9 @@ class SymCERELoss:
     intra_tau: float = opt(0.1, "temperature of the intra-modal InfoNCE (Eq. 10-11)")
     beta: float = opt(1.0, "weight of the ranking term (Eq. 13: 0.05)")
     bpr_reduction: Literal["mean", "sum"] = opt("mean", "Eq. 12 averaged over the batch | summed as written")
+    user_weight: float = opt(
+        0.0, "weight of a user-side alignment of g_u with the user's own review profile (not in the paper; 0 = off)"
+    )
 
 
 # -- one configuration class per model -------------------------------------------------------------------------

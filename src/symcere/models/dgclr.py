@@ -64,13 +64,9 @@ RANDOM_TEXT_DIM = 384  # MiniLM's hidden size, so ``random`` mimics the real fea
 
 def user_documents(dataset: Any, max_words: int) -> list[str]:
     """Each user's training reviews joined newest first, capped at ``max_words`` words ("" without reviews)."""
-    users, _ = dataset.split_arrays("train")
-    reviews = list(getattr(dataset, "train_reviews", None) or [""] * len(users))
-    per_user: list[list[str]] = [[] for _ in range(dataset.n_users)]
-    for u, text in zip(users.tolist(), reviews, strict=True):  # split_arrays is in (user, time) order
-        if text and text.strip():
-            per_user[u].append(text.strip())
-    return [" ".join(" ".join(reversed(docs)).split()[:max_words]) for docs in per_user]
+    from symcere.text.tower import user_reviews
+
+    return [" ".join(" ".join(reversed(docs)).split()[:max_words]) for docs in user_reviews(dataset)]
 
 
 def _encode_frozen(texts: list[str], opts: TextOptions) -> torch.Tensor:

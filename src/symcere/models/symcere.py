@@ -11,6 +11,11 @@ Per batch of B training interactions ``(u_a, i_a)`` with sampled negatives ``j_a
     L_rank     = BPR on hat(g_u), hat(g_i), hat(g_j)                                   (Eq. 12)
     L          = cross_weight * L_cross + alpha * L_intra + beta * L_rank + reg        (Eq. 13)
 
+Beyond the paper, ``loss.user_weight > 0`` adds ``user_weight * L_user``: p_u = W mean(f_text(r)) over the user's
+own training reviews r (frozen encoder, the same W as t_i), and L_user the symmetric InfoNCE of hat(g_u) and
+hat(p_u) over the batch's distinct users with reviews (distinct users have distinct profiles, so SINCERE's
+mask is empty and Eq. 7-9 reduce to Eq. 4).
+
 Where the paper is silent:
 
 - ``W`` projects the text size (384 for MiniLM) to the graph size.
@@ -44,7 +49,14 @@ from symcere.schema import TextOptions
 class SymCERE(EmbeddingRecommender):
     """Graph encoder + text tower trained with Eq. 13."""
 
-    def __init__(self, dataset: Any, cfg: dict[str, Any], text_tower: nn.Module | None = None, progress: bool = True):
+    def __init__(
+        self,
+        dataset: Any,
+        cfg: dict[str, Any],
+        text_tower: nn.Module | None = None,
+        progress: bool = True,
+        user_text: torch.Tensor | None = None,
+    ):
         super().__init__(dataset, cfg)
         m, lo = cfg["model"], cfg["loss"]
         self.align_normalize = bool(m["normalize"])  # Eq. 3 before every alignment loss
@@ -52,6 +64,7 @@ class SymCERE(EmbeddingRecommender):
         self.cross, self.cross_tau, self.intra_tau = str(lo["cross"]), float(lo["cross_tau"]), float(lo["intra_tau"])
         self.cross_weight, self.alpha, self.beta = float(lo["cross_weight"]), float(lo["alpha"]), float(lo["beta"])
         self.bpr_reduction = str(lo["bpr_reduction"])
+        self.user_weight = float(lo["user_weight"])
         self.edge_drop, self.view_every = float(cfg["views"]["edge_dropout"]), str(cfg["views"]["every"])
         self.encoder = build_graph_encoder(
             m["backbone"], self.n_users, self.n_items, int(m["dim"]), int(m["layers"]), float(m["message_dropout"])
@@ -62,6 +75,11 @@ class SymCERE(EmbeddingRecommender):
         if text_tower is None:
             text_tower = self.build_text_tower(dataset, cfg, self.encoder.out_dim, progress)
         self.text = text_tower
+        if self.user_weight > 0:  # (n_users, hidden) pre-projection profiles, rebuilt (cached) at construction
+            if user_text is None:
+                user_text = self.build_user_profiles(dataset, cfg, progress)
+            self.register_buffer("user_text", user_text.float(), persistent=False)
+            self.register_buffer("user_has_text", user_text.abs().sum(1) > 0, persistent=False)
         self.text_lr = cfg["text"]["lr"]
         self.view_adj: torch.Tensor | None = None
         self._rng = np.random.default_rng([self.seed, 0, 0])
@@ -78,6 +96,29 @@ class SymCERE(EmbeddingRecommender):
             return TextTower(
                 texts, out_dim, TextOptions(**t), n_views=n_views, seed=int(cfg["seed"]), progress=progress
             )
+
+    @staticmethod
+    def build_user_profiles(dataset: Any, cfg: dict[str, Any], progress: bool = True) -> torch.Tensor:
+        """Each user's mean frozen embedding of their own training reviews -> (n_users, hidden); zeros for a
+        user without review text. Reviews are embedded once per text (the item tables' review store is reused).
+        With ``text.shuffle_items`` the profiles are permuted across users too (the control has no true text)."""
+        import dataclasses
+
+        from symcere.data.preprocess import TEXT_SEPARATOR
+        from symcere.text import FrozenTextCache, quiet_hf, user_reviews
+
+        per_user = user_reviews(dataset)
+        t = cfg["text"]
+        opts = dataclasses.replace(TextOptions(**t), mode="frozen", item_pooling="review_mean")
+        has = [bool(p) for p in per_user]
+        texts = [TEXT_SEPARATOR.join(p) for p in per_user if p]
+        with contextlib.nullcontext() if progress else quiet_hf():
+            cache = FrozenTextCache(texts, opts, n_views=0, seed=int(cfg["seed"]), progress=progress)
+        out = torch.zeros(dataset.n_users, cache.hidden_size)
+        out[torch.tensor(has, dtype=torch.bool)] = cache.base.float().cpu()
+        if bool(t["shuffle_items"]):
+            out = out[torch.from_numpy(np.random.default_rng([int(cfg["seed"]), 8]).permutation(dataset.n_users))]
+        return out
 
     # -- optimisation --------------------------------------------------------------------------------------
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -130,6 +171,8 @@ class SymCERE(EmbeddingRecommender):
             terms["cross"] = self.cross_weight * cross  # Eq. 6-9
         if self.alpha > 0:
             terms["intra"] = self.alpha * (self._graph_intra(users, pos, anchor) + self._text_intra(items, t_items))
+        if self.user_weight > 0:
+            terms["user"] = self.user_weight * self._user_align(users, g_users)
         if self.reg > 0:
             terms["reg"] = self.reg_loss(batch)
         terms["total"] = sum(terms.values())
@@ -141,6 +184,16 @@ class SymCERE(EmbeddingRecommender):
             self._new_view()
         vu, vi = self.encoder(self.view_adj)
         return losses.info_nce(self._sphere(anchor), self._sphere((vu[users] + vi[pos]) / 2), self.intra_tau)
+
+    def _user_align(self, users: torch.Tensor, g_users: torch.Tensor) -> torch.Tensor:
+        """L_user: symmetric InfoNCE of hat(g_u) and hat(p_u) over the batch's distinct users with reviews."""
+        uu = torch.unique(users)
+        uu = uu[self.user_has_text[uu]]
+        if len(uu) < 2:
+            return torch.zeros((), device=users.device)
+        w = self.text.proj.weight
+        p = self.text.proj(self.user_text[uu].to(dtype=w.dtype))
+        return losses.cross_modal_loss("infonce", self._sphere(g_users[uu]), self._sphere(p), None, self.cross_tau)
 
     def _text_intra(self, items: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Eq. 11: each distinct item's text ``t`` against its word-masked view."""

@@ -37,6 +37,17 @@ def item_texts(dataset: Any, shuffle: bool = False, seed: int = 0) -> list[str]:
     return [texts[j] for j in perm]
 
 
+def user_reviews(dataset: Any) -> list[list[str]]:
+    """Each user's non-empty training reviews, oldest first (``split_arrays`` is in (user, time) order)."""
+    users, _ = dataset.split_arrays("train")
+    reviews = list(getattr(dataset, "train_reviews", None) or [""] * len(users))
+    per_user: list[list[str]] = [[] for _ in range(dataset.n_users)]
+    for u, text in zip(users.tolist(), reviews, strict=True):
+        if text and text.strip():
+            per_user[u].append(text.strip())
+    return per_user
+
+
 class TextTower(nn.Module):
     """Item text -> ``out_dim`` vector: ``FrozenTextCache`` (frozen) or ``TextEncoder`` (lora / full) + ``nn.Linear``.
 
