@@ -350,3 +350,42 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_dataset_dir, tmp_pa
         assert resumed[key] == full[key], key
     # the per-epoch losses match too, including the epochs trained before the kill
     assert [r["loss"] for r in read_log(cut)] == [r["loss"] for r in read_log(tmp_path / "full")]
+
+
+def test_grad_share_logs_each_terms_gradient_without_changing_training(tiny_dataset, tmp_path):
+    """train.grad_share=true: per-term gradient norms in the log; the weights trained are bit-identical."""
+    from symcere.analysis.curves import training_curves, write_curves
+    from symcere.training.trainer import term_grad_norms
+
+    args = ("symcere", "train.max_epochs=3", "loss.alpha=0.5", "train.reg=0.001")
+    plain = _symcere_trainer(tiny_dataset, small_config(*args), tmp_path / "plain")
+    plain.fit()
+    shared = _symcere_trainer(tiny_dataset, small_config(*args, "train.grad_share=true"), tmp_path / "share")
+    shared.fit()
+    for a, b in zip(plain.model.state_dict().values(), shared.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    log = read_log(tmp_path / "share")
+    assert all(set(r["grad_norm"]) == {"rank", "cross", "intra", "reg"} for r in log)
+    assert all(v > 0 for r in log for v in r["grad_norm"].values())
+    assert "grad_norm" not in read_log(tmp_path / "plain")[0]
+    # the norm is the gradient's L2 norm on the graph parameters: check one term against backward()
+    model = shared.model
+    batch = next(iter(InteractionSampler(tiny_dataset.matrix("train"), 64, 1).epoch(np.random.default_rng(0))))
+    terms = model.loss(batch)
+    norms = term_grad_norms(terms, shared.graph_params)
+    model.zero_grad()
+    terms["rank"].backward()
+    by_backward = torch.sqrt(sum(p.grad.pow(2).sum() for p in shared.graph_params if p.grad is not None))
+    assert norms["rank"] == pytest.approx(float(by_backward), rel=1e-5)
+    curves = training_curves(tmp_path / "share")
+    assert list(curves["epoch"]) == [1, 2, 3]
+    shares = curves[[c for c in curves.columns if c.startswith("share.")]].sum(axis=1)
+    assert np.allclose(shares, 1.0)
+    paths = write_curves([tmp_path / "plain", tmp_path / "share"], tmp_path / "curves")
+    assert [p.name for p in paths] == ["curves.csv", "curves.md", "curves.png"] and all(p.stat().st_size for p in paths)
+    assert "mean grad share" in (tmp_path / "curves" / "curves.md").read_text()
+
+
+def test_curves_of_a_folder_without_log_is_exit_2(tmp_path, capsys):
+    assert main(["curves", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "no log.jsonl" in capsys.readouterr().err

@@ -295,10 +295,11 @@ class _SincereItems(torch.autograd.Function):
         w = 0.5 * grad
         q = torch.zeros_like(copies).index_add_(0, item_of, w / d_col)  # (U,)
         r = w / d_row  # (B,)
+        # saved tensors are never written (a retained graph, e.g. per-term gradients, backpropagates again)
         if ctx.shared:  # d logits = e * (r copies^T + 1 q^T)
-            d_logits = e_row.mul_(torch.outer(r, copies).add_(q.unsqueeze(0)))
+            d_logits = torch.outer(r, copies).add_(q.unsqueeze(0)).mul_(e_row)
         else:
-            d_logits = e_col.mul_(q.unsqueeze(0)).add_(e_row.mul_(r.unsqueeze(1) * copies.unsqueeze(0)))
+            d_logits = torch.mul(e_col, q.unsqueeze(0)).addcmul_(e_row, (r.unsqueeze(1) * copies.unsqueeze(0)))
         d_pos = w * (torch.exp(pos - row_max) / d_row + torch.exp(pos - shift) / d_col - 2)
         # s_aa = <g_a, t_{i_a}> / tau enters both denominators and both numerators
         d_g = torch.mm(d_logits, t).add_(d_pos.unsqueeze(1) * t[item_of]).div_(ctx.tau)

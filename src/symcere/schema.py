@@ -50,6 +50,9 @@ class TrainOptions:
     threads: int | None = opt(None, "torch threads; null = the CPU cores available (under torchrun: shared by its local ranks)")
     num_negatives: int = opt(1, "negatives sampled per positive (uniform over items the user has not seen)")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available; under torchrun cuda:LOCAL_RANK)")
+    grad_share: bool = opt(
+        False, "log each loss term's gradient norm on the graph parameters at every epoch's first step (one process)"
+    )
 
 
 @dataclass

@@ -28,6 +28,7 @@ __all__ = [
     "plot_magnitude",
     "plot_similarity_hist",
     "plot_spectrum",
+    "plot_training_curves",
     "run_colors",
 ]
 
@@ -323,4 +324,33 @@ def plot_embedding_map(emap: ItemMap, path: str | Path, title: str) -> Path:
         leg = ax.legend(fontsize=8, loc="best", title="marker size ~ log(1 + degree)", title_fontsize=7)
         for h in leg.legend_handles:
             h.set_sizes([30])
+    return _save(fig, path)
+
+
+def plot_training_curves(frames: Mapping[str, Any], path: str | Path) -> Path:
+    """Per run: every loss term per epoch (log scale) and, where logged, each term's gradient share."""
+    labels = list(frames)
+    with_share = any(any(c.startswith("share.") for c in f.columns) for f in frames.values())
+    rows = 2 if with_share else 1
+    fig = _figure(4.2 * len(labels), 3.2 * rows)
+    axes = fig.subplots(rows, len(labels), squeeze=False)
+    for col, label in enumerate(labels):
+        f = frames[label]
+        ax = axes[0][col]
+        for c in [c for c in f.columns if c.startswith("loss.") and c != "loss.total"]:
+            ax.plot(f["epoch"], f[c].abs().clip(lower=1e-12), label=c[5:])
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss term")
+        ax.legend(fontsize=7)
+        if with_share:
+            ax = axes[1][col]
+            shares = [c for c in f.columns if c.startswith("share.")]
+            if shares:
+                ax.stackplot(f["epoch"], *[f[c].fillna(0) for c in shares], labels=[c[6:] for c in shares])
+                ax.set_ylim(0, 1)
+                ax.legend(fontsize=7, loc="upper right")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("gradient share (graph parameters)")
     return _save(fig, path)

@@ -339,6 +339,14 @@ def cmd_experiment_tables(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ analyze
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from symcere.analysis.curves import write_curves
+
+    for path in write_curves(args.run_dirs, args.out, args.labels):
+        print(path)
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from symcere.analysis.report import AnalyzeOptions, analyze
 

@@ -270,3 +270,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset directory if it moved since training")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=commands.cmd_analyze)
+
+    p = sub.add_parser(
+        "curves",
+        help="training curves of runs: every loss term per epoch, gradient shares (train.grad_share=true)",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUNDIR", help="run directories (symcere train --out)")
+    p.add_argument("--out", required=True, help="output directory (created): curves.csv, curves.md, curves.png")
+    p.add_argument("--labels", nargs="+", default=None, metavar="LABEL", help="one label per run (its folder name)")
+    p.set_defaults(func=commands.cmd_curves)

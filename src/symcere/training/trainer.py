@@ -67,6 +67,19 @@ class RunResult:
     world_size: int = 1  # processes of a torchrun data-parallel run (training/distributed.py)
 
 
+def term_grad_norms(terms: dict[str, torch.Tensor], params: list[torch.Tensor]) -> dict[str, float]:
+    """L2 norm of each loss term's gradient (every term but ``total``) on ``params``; the graph is retained
+    for the step's own backward, no ``.grad`` is touched."""
+    out: dict[str, float] = {}
+    for name, value in terms.items():
+        if name == "total" or not value.requires_grad:
+            continue
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        out[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    return out
+
+
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -126,6 +139,9 @@ class Trainer:
         groups = getattr(model, "param_groups", None)
         params = groups(float(t["lr"])) if callable(groups) else model.parameters()
         self.optimizer = torch.optim.Adam(params, lr=float(t["lr"]))
+        first = next(iter(groups(float(t["lr"]))), None) if callable(groups) else None
+        self.graph_params = [p for p in (first["params"] if first else model.parameters()) if p.requires_grad]
+        self.grad_share = bool(t.get("grad_share")) and distributed.world_size() == 1
 
     # -- files ---------------------------------------------------------------------------------------------
     @property
@@ -352,6 +368,8 @@ class Trainer:
                     for name, value in values.items():
                         if not math.isfinite(value):
                             raise Diverged(epoch, state["step"], name, value)
+                    if self.grad_share and n_batches == 0:
+                        grad_norm = term_grad_norms(terms, self.graph_params)
                     self.optimizer.zero_grad(set_to_none=True)
                     terms["total"].backward()
                     self.optimizer.step()
@@ -368,6 +386,8 @@ class Trainer:
                     "seconds": round(seconds, 3),
                     "loss": {k: v / max(n_batches, 1) for k, v in sums.items()},
                 }
+                if self.grad_share and n_batches:
+                    record["grad_norm"] = grad_norm
                 stop = False
                 out_of_time = distributed.agree(deadline is not None and time.time() > deadline)  # rank 0's clock
                 if state["step"] - state["last_eval_step"] >= eval_every or epoch == max_epochs or out_of_time:
