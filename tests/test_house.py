@@ -55,8 +55,10 @@ def test_models_create_no_tensor_without_the_models_device(tiny_dataset, name):
     if name == "symcere":
         from symcere.models.symcere import SymCERE
 
-        cfg["loss"]["alpha"] = 0.5  # every term of Eq. 13 (views, masked texts)
-        model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
+        cfg["loss"]["alpha"] = 0.5  # every term of Eq. 13 (views, masked texts), and the user-side term
+        cfg["loss"]["user_weight"] = 0.1
+        profiles = torch.randn(tiny_dataset.n_users, 12)
+        model = SymCERE(tiny_dataset, cfg, text_tower=FakeTextTower(tiny_dataset.n_items, 16), user_text=profiles)
     else:
         model = build_model(tiny_dataset, cfg)
     batch = _batch(tiny_dataset, model)
@@ -69,6 +71,8 @@ def test_models_create_no_tensor_without_the_models_device(tiny_dataset, name):
         scores = model.score(torch.arange(4, device="cpu"))
     assert terms["total"].device.type == "cpu" and scores.device.type == "cpu"
     assert torch.isfinite(scores).all()
+    if name == "symcere":
+        assert "user" in terms
 
 
 def test_model_buffers_move_with_the_model(tiny_dataset):

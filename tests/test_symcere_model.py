@@ -326,28 +326,47 @@ def test_user_alignment_term_by_hand(tiny_dataset):
     assert model.text.proj.weight.grad.abs().sum() > 0
 
 
-def test_user_weight_zero_changes_nothing(tiny_dataset):
-    base = make(tiny_dataset)
-    batch = batch_of(tiny_dataset, base)
-    off = make(tiny_dataset, "loss.user_weight=0")
-    t0, t1 = base.loss(batch), off.loss(batch)
-    assert "user" not in t1 and torch.equal(t0["total"], t1["total"])
+def test_user_term_adds_exactly_its_value_and_weight_zero_builds_no_profiles(tiny_dataset, monkeypatch):
+    """user_weight > 0 leaves every other term bit for bit and adds exactly terms['user'] to the total; at 0
+    no profile is built (no encoder is touched)."""
+    cfg_on = small_config("symcere", "train.reg=0", "loss.user_weight=0.5")
+    cfg_off = small_config("symcere", "train.reg=0")
+    torch.manual_seed(0)
+    on = SymCERE(tiny_dataset, cfg_on, text_tower=FakeTextTower(tiny_dataset.n_items, 16), user_text=_user_text(tiny_dataset))
+    monkeypatch.setattr(SymCERE, "build_user_profiles", staticmethod(lambda *a, **k: pytest.fail("built profiles")))
+    torch.manual_seed(0)
+    off = SymCERE(tiny_dataset, cfg_off, text_tower=FakeTextTower(tiny_dataset.n_items, 16))
+    for m in (on, off):
+        m.on_epoch_start(1)
+    batch = batch_of(tiny_dataset, on)
+    t_on, t_off = on.loss(batch), off.loss(batch)
+    assert "user" not in t_off and t_on["user"].item() > 0
+    for name in ("rank", "cross", "intra"):
+        assert torch.equal(t_on[name], t_off[name]), name
+    assert torch.allclose(t_on["total"], t_off["total"] + t_on["user"])
 
 
 def test_user_profiles_are_mean_review_embeddings(tmp_path, monkeypatch):
-    """build_user_profiles: p_u = the mean frozen MiniLM embedding of u's own training reviews."""
+    """build_user_profiles: row u = the mean frozen MiniLM embedding of u's own training reviews; zeros for a
+    user without review text; with the shuffled-texts control the rows are permuted across users."""
     from symcere.schema import TextOptions
     from symcere.text import TextEncoder, user_reviews
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SYMCERE_CACHE", str(tmp_path / "cache"))
     ds = build_tiny_dataset(tmp_path / "data", n_users=8, n_items=12, per_user=5, cold_item=False)
+    users, _ = ds.split_arrays("train")
+    ds.train_reviews = ["" if u == 3 else r for u, r in zip(users.tolist(), ds.train_reviews, strict=True)]
     cfg = small_config("symcere", "text.max_tokens=32", "loss.user_weight=0.1")
     profiles = SymCERE.build_user_profiles(ds, cfg, progress=False)
     assert profiles.shape == (ds.n_users, 384)
     reviews = user_reviews(ds)
-    u = max(range(ds.n_users), key=lambda k: len(reviews[k]))
-    assert len(reviews[u]) >= 2
+    assert reviews[3] == [] and torch.equal(profiles[3], torch.zeros(384))
     enc = TextEncoder(TextOptions(**{**cfg["text"], "mode": "frozen"}))
-    expected = enc.encode(reviews[u]).float().mean(0)
-    assert torch.allclose(profiles[u], expected, atol=1e-4)
+    for u in range(ds.n_users):
+        if reviews[u]:
+            assert torch.allclose(profiles[u], enc.encode(reviews[u]).float().mean(0), atol=1e-4), u
+    cfg["text"]["shuffle_items"] = True
+    shuffled = SymCERE.build_user_profiles(ds, cfg, progress=False)
+    assert not torch.equal(shuffled, profiles)
+    assert torch.allclose(torch.sort(shuffled.sum(1)).values, torch.sort(profiles.sum(1)).values, atol=1e-5)

@@ -386,6 +386,35 @@ def test_grad_share_logs_each_terms_gradient_without_changing_training(tiny_data
     assert "mean grad share" in (tmp_path / "curves" / "curves.md").read_text()
 
 
-def test_curves_of_a_folder_without_log_is_exit_2(tmp_path, capsys):
+def test_curves_bad_input_is_exit_2_naming_file_and_line(tmp_path, capsys):
     assert main(["curves", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert "no log.jsonl" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    good = json.dumps({"epoch": 1, "step": 4, "loss": {"rank": 0.5, "total": 0.5}})
+    (run / "log.jsonl").write_text(good + "\n" + '{"epoch": 2, "loss": {"ra')  # killed mid-write: skipped
+    from symcere.analysis.curves import training_curves
+
+    assert list(training_curves(run)["epoch"]) == [1]
+    for bad, what in [("[1, 2]", "expected a JSON object"), ('{"epoch": 2, "loss": 0.3}', "field 'loss'"),
+                      ('{"loss": {"rank": 1.0}}', "field 'epoch'"), ("{oops", "not a JSON record")]:
+        (run / "log.jsonl").write_text(good + "\n" + bad + "\n" + good + "\n")
+        assert main(["curves", str(run), "--out", str(tmp_path / "c")]) == 2
+        err = capsys.readouterr().err
+        assert f"log.jsonl, line 2: {what}" in err and "Traceback" not in err, err
+    other = tmp_path / "b" / "run"
+    other.mkdir(parents=True)
+    (run / "log.jsonl").write_text(good + "\n")
+    (other / "log.jsonl").write_text(good + "\n")
+    assert main(["curves", str(run), str(other), "--out", str(tmp_path / "c")]) == 2
+    assert "share the label 'run'" in capsys.readouterr().err
+    assert main(["curves", str(run), str(other), "--out", str(tmp_path / "c"), "--labels", "a", "b"]) == 0
+
+
+def test_grad_share_is_off_with_a_warning_under_several_processes(tiny_dataset, tmp_path, monkeypatch, capsys):
+    from symcere.training import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    trainer = _symcere_trainer(tiny_dataset, small_config("symcere", "train.grad_share=true"), tmp_path / "r")
+    assert trainer.grad_share is False
+    assert "train.grad_share is off under torchrun" in capsys.readouterr().err

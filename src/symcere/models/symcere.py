@@ -13,8 +13,8 @@ Per batch of B training interactions ``(u_a, i_a)`` with sampled negatives ``j_a
 
 Beyond the paper, ``loss.user_weight > 0`` adds ``user_weight * L_user``: p_u = W mean(f_text(r)) over the user's
 own training reviews r (frozen encoder, the same W as t_i), and L_user the symmetric InfoNCE of hat(g_u) and
-hat(p_u) over the batch's distinct users with reviews (distinct users have distinct profiles, so SINCERE's
-mask is empty and Eq. 7-9 reduce to Eq. 4).
+hat(p_u) over the batch's distinct users with reviews (each user has one profile, so there is no false
+negative for SINCERE to mask and Eq. 7-9 reduce to Eq. 4).
 
 Where the paper is silent:
 
@@ -99,9 +99,10 @@ class SymCERE(EmbeddingRecommender):
 
     @staticmethod
     def build_user_profiles(dataset: Any, cfg: dict[str, Any], progress: bool = True) -> torch.Tensor:
-        """Each user's mean frozen embedding of their own training reviews -> (n_users, hidden); zeros for a
-        user without review text. Reviews are embedded once per text (the item tables' review store is reused).
-        With ``text.shuffle_items`` the profiles are permuted across users too (the control has no true text)."""
+        """Each user's mean frozen embedding of their own training reviews (pooled as ``review_mean`` pools an
+        item's) -> (n_users, hidden); zeros for a user without review text. Every review is embedded once and
+        kept in the review store (``symcere.text.cache``), where the item tables' reviews already are. With
+        ``text.shuffle_items`` the profiles are permuted across users too (the control has no true text)."""
         import dataclasses
 
         from symcere.data.preprocess import TEXT_SEPARATOR
@@ -114,10 +115,12 @@ class SymCERE(EmbeddingRecommender):
         texts = [TEXT_SEPARATOR.join(p) for p in per_user if p]
         with contextlib.nullcontext() if progress else quiet_hf():
             cache = FrozenTextCache(texts, opts, n_views=0, seed=int(cfg["seed"]), progress=progress)
-        out = torch.zeros(dataset.n_users, cache.hidden_size)
-        out[torch.tensor(has, dtype=torch.bool)] = cache.base.float().cpu()
+        dev = cache.base.device
+        out = torch.zeros(dataset.n_users, cache.hidden_size, device=dev)
+        out[torch.tensor(has, dtype=torch.bool, device=dev)] = cache.base.float()
         if bool(t["shuffle_items"]):
-            out = out[torch.from_numpy(np.random.default_rng([int(cfg["seed"]), 8]).permutation(dataset.n_users))]
+            perm = np.random.default_rng([int(cfg["seed"]), 8]).permutation(dataset.n_users)
+            out = out[torch.from_numpy(perm).to(dev)]
         return out
 
     # -- optimisation --------------------------------------------------------------------------------------

@@ -142,6 +142,9 @@ class Trainer:
         first = next(iter(groups(float(t["lr"]))), None) if callable(groups) else None
         self.graph_params = [p for p in (first["params"] if first else model.parameters()) if p.requires_grad]
         self.grad_share = bool(t.get("grad_share")) and distributed.world_size() == 1
+        if bool(t.get("grad_share")) and not self.grad_share and distributed.is_main():
+            print("warning: train.grad_share is off under torchrun (one process only); no grad_norm is logged",
+                  file=sys.stderr)
 
     # -- files ---------------------------------------------------------------------------------------------
     @property
