@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -116,6 +117,16 @@ def test_plan_runs_writes_tables_and_resumes(tmp_path: Path, tiny_data: Path, ca
     assert {"test ndcg@10", "epochs", "seconds_per_epoch", "peak_memory_mb"} <= set(results[0])
     sig = (tables / "significance.csv").read_text()
     assert "wilcoxon_p" in sig and "lightgcn,mf" in sig
+    # every metric of every model, and the paired tests of the best 'ours' vs the best baseline picked on
+    # validation NDCG@10, on HR / NDCG / Recall at 10 and 20
+    full = (tables / "metrics.md").read_text()
+    by_model = {r["model"]: r for r in results}
+    for label in ("mf", "lightgcn"):
+        values = [float(r["valid ndcg@10"]) for r in results if r["model"] == label]
+        assert f"| {label} |" in full and f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in full
+    assert "test recall@20" in full and set(by_model) == {"mf", "lightgcn"}
+    sig_all = (tables / "significance_all.md").read_text()
+    assert sum(f"| test {k} |" in sig_all for k in ("hr@10", "ndcg@10", "recall@10", "hr@20", "ndcg@20", "recall@20")) == 6
 
     plan = load_plan(path)
     assert run_plan(plan, quiet=True)["trained"] == 0  # everything finished: all skipped

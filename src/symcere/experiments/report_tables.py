@@ -208,6 +208,43 @@ def table2(out: Path, plan: dict[str, Any], records: list[dict[str, Any]], show_
     return {"rows": rows, "columns": ["Dataset", "Metric", *labels, improv], "significance": sig_rows}
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def metrics_table(out: Path, plan: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every final model of every dataset: validation NDCG@10 and test HR / NDCG / Recall at every K (mean ± std
+    over its finished seeds); and paired tests over users of the best 'ours' against the best baseline, both
+    picked on VALIDATION NDCG@10 (the selection metric), on each of those test metrics."""
+    ks = sorted({int(k.split("@")[1]) for r in records for k in r if k.startswith("test hr@")})
+    keys = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "recall")]
+    rows, sig_rows = [], []
+    for ds in [d for d in plan["datasets"] if any(r["dataset"] == d for r in records)]:
+        valid: dict[str, float] = {}
+        for label, spec in plan["models"].items():
+            done = [r for r in records if r["dataset"] == ds and r["model"] == label and r["status"] == "finished"]
+            if not done:
+                continue
+            row: dict[str, Any] = {"dataset": ds, "model": label, "role": spec.get("role") or "ablation",
+                                   "seeds": len(done)}
+            for key in ["valid ndcg@10", *(f"test {k}" for k in keys)]:
+                vals = [float(r[key]) for r in done if r.get(key) is not None]
+                if vals:
+                    mean, std = _mean_std(vals)
+                    row[key] = f"{mean:.4f} ± {std:.4f}"
+                    if key == "valid ndcg@10":
+                        valid[label] = mean
+            rows.append(row)
+        roles = {label: plan["models"][label]["role"] for label in valid}
+        ours = max((m for m in valid if roles[m] == "ours"), key=valid.get, default=None)
+        base = max((m for m in valid if roles[m] == "baseline"), key=valid.get, default=None)
+        if ours and base:
+            seeds = sorted({*_seeds_of(plan, ours), *_seeds_of(plan, base)})
+            sig_rows.extend(x for k in keys if (x := significance(out, ds, ours, base, seeds, k)))
+    return {"rows": rows, "significance": sig_rows}
+
+
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -280,6 +317,10 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
         "significant",
     ]
     put("significance.csv", csv_table(t2["significance"], sig_cols))
+    full = metrics_table(out, plan, records)
+    if full["rows"]:
+        put("metrics.md", markdown_table(full["rows"], list(dict.fromkeys(k for r in full["rows"] for k in r))))
+        put("significance_all.md", markdown_table(full["significance"], sig_cols) if full["significance"] else "")
     t3 = table3(plan, records, show_std)
     if t3["csv"]:
         put("table3.md", markdown_table(t3["md"]))
