@@ -51,6 +51,7 @@ COMMANDS = [
     ["experiment"],
     ["experiment-tables"],
     ["analyze"],
+    ["curves"],
 ]
 
 
