@@ -208,11 +208,6 @@ def table2(out: Path, plan: dict[str, Any], records: list[dict[str, Any]], show_
     return {"rows": rows, "columns": ["Dataset", "Metric", *labels, improv], "significance": sig_rows}
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-
-
 def metrics_table(out: Path, plan: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Every final model of every dataset: validation NDCG@10 and test HR / NDCG / Recall at every K (mean ± std
     over its finished seeds); and paired tests over users of the best 'ours' against the best baseline, both
@@ -229,12 +224,11 @@ def metrics_table(out: Path, plan: dict[str, Any], records: list[dict[str, Any]]
             row: dict[str, Any] = {"dataset": ds, "model": label, "role": spec.get("role") or "ablation",
                                    "seeds": len(done)}
             for key in ["valid ndcg@10", *(f"test {k}" for k in keys)]:
-                vals = [float(r[key]) for r in done if r.get(key) is not None]
-                if vals:
-                    mean, std = _mean_std(vals)
-                    row[key] = f"{mean:.4f} ± {std:.4f}"
+                cell = Cell([float(r[key]) for r in done if r.get(key) is not None])
+                if cell.values:
+                    row[key] = cell.render("md", show_std=True)
                     if key == "valid ndcg@10":
-                        valid[label] = mean
+                        valid[label] = cell.mean
             rows.append(row)
         roles = {label: plan["models"][label]["role"] for label in valid}
         ours = max((m for m in valid if roles[m] == "ours"), key=valid.get, default=None)

@@ -139,8 +139,8 @@ class Trainer:
         groups = getattr(model, "param_groups", None)
         params = groups(float(t["lr"])) if callable(groups) else model.parameters()
         self.optimizer = torch.optim.Adam(params, lr=float(t["lr"]))
-        first = next(iter(groups(float(t["lr"]))), None) if callable(groups) else None
-        self.graph_params = [p for p in (first["params"] if first else model.parameters()) if p.requires_grad]
+        # the graph parameters: the first group (SymCERE's graph side; the only group of every other model)
+        self.graph_params = [p for p in self.optimizer.param_groups[0]["params"] if p.requires_grad]
         self.grad_share = bool(t.get("grad_share")) and distributed.world_size() == 1
         if bool(t.get("grad_share")) and not self.grad_share and distributed.is_main():
             print("warning: train.grad_share is off under torchrun (one process only); no grad_norm is logged",
