@@ -214,6 +214,24 @@ def test_diverged_run_is_a_cell_not_a_crash(tmp_path: Path, tiny_data: Path) -> 
     assert run_state(run_dir, load_plan(tmp_path / "plan.yaml").models["mf"].config(0)) == "done"
 
 
+def test_run_saved_before_an_option_existed_is_still_finished(tmp_path: Path, tiny_data: Path) -> None:
+    """A finished run whose config.yaml predates a key (here train.grad_share, logging only) is reused when the
+    key's default reproduces it; a changed value makes it stale."""
+    plan = _plan(tiny_data, seeds=[0])
+    run_plan(load_plan(_write(tmp_path, plan)), quiet=True)
+    cfg = load_plan(tmp_path / "plan.yaml").models["mf"].config(0)
+    run_dir = tmp_path / "out" / "runs" / "tiny" / "mf" / "seed0"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["train"]["grad_share"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    env = json.loads((run_dir / "env.json").read_text())
+    (run_dir / "env.json").write_text(json.dumps({**env, "config_hash": "hash-of-an-older-version"}))
+    assert run_state(run_dir, cfg) == "done"
+    saved["train"]["lr"] = float(saved["train"]["lr"]) * 2
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert run_state(run_dir, cfg) == "stale"
+
+
 def test_latex_table_escapes_plain_cells_only() -> None:
     from symcere.tables import Latex, latex_table
 

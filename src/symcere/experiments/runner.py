@@ -3,7 +3,8 @@
 Layout of ``out/``: ``plan.json`` (what the tables need), ``datasets/NAME`` (generated / prepared data),
 ``tuning/DATASET/LABEL/trialN`` and ``tuning/DATASET/LABEL.json`` (chosen settings),
 ``runs/DATASET/LABEL/seedN`` (final runs), ``tables/``. A run dir whose ``env.json`` holds the same config
-hash and whose ``metrics.json`` exists is finished and skipped; one with ``checkpoint.pt`` is resumed; one
+hash (or whose ``config.yaml``, completed with the keys added since by :func:`symcere.config.migrate`, equals
+the plan's) and whose ``metrics.json`` exists is finished and skipped; one with ``checkpoint.pt`` is resumed; one
 trained with another config (the plan changed) is moved aside to ``seedN.stale-HASH``, never deleted.
 """
 
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm.auto import tqdm
 
-from symcere.config import Config, config_hash
+from symcere.config import Config, config_hash, migrate
 from symcere.data.preprocess import recover_dataset_dir
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
@@ -56,11 +58,24 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def same_config(run_dir: Path, cfg: Config) -> bool:
+    """True when the run in ``run_dir`` was trained with ``cfg``: the same config hash, or a config saved
+    before options were added whose migration (today's keys and defaults) equals ``cfg``."""
+    want = config_hash(cfg)
+    if _read_json(run_dir / "env.json").get("config_hash") == want:
+        return True
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        return isinstance(saved, dict) and config_hash(migrate(saved)) == want
+    except (OSError, ValueError, yaml.YAMLError, SymcereError):
+        return False
+
+
 def run_state(run_dir: Path, cfg: Config) -> str:
     """``done`` | ``resume`` | ``new`` | ``stale`` (trained with another config) | ``scratch`` (no progress)."""
     if not run_dir.exists() or not _names(run_dir):
         return "new"
-    if _read_json(run_dir / "env.json").get("config_hash") != config_hash(cfg):
+    if not same_config(run_dir, cfg):
         names = _names(run_dir)
         return "scratch" if names <= _SCRATCH - {"best.pt"} else "stale"
     status = _read_json(run_dir / "metrics.json").get("status")
