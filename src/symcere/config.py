@@ -373,6 +373,17 @@ def migrate(saved: Mapping[str, Any], source: str = "config.yaml") -> Config:
     return dataclasses.asdict(build(SCHEMAS[model], [cfg]))
 
 
+def changed_keys(
+    saved: Mapping[str, Any], cfg: Mapping[str, Any], *, ignore: Iterable[str] = (), source: str = "config.yaml"
+) -> list[str]:
+    """The dotted keys (other than ``ignore``) where a run's saved configuration, migrated to today's keys and
+    defaults, differs from the resolved ``cfg``."""
+    before = flatten(json.loads(json.dumps(migrate(saved, source), default=str)))
+    now = flatten(json.loads(json.dumps(dict(cfg), default=str)))
+    skip = set(ignore)
+    return sorted(k for k in set(now) | set(before) if k not in skip and now.get(k) != before.get(k))
+
+
 # -- hashing and dumping ---------------------------------------------------------------------------------------
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """A short, stable hash of a resolved configuration (used to recognise finished runs)."""

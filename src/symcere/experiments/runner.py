@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from symcere.config import Config, config_hash, migrate
+from symcere.config import Config, changed_keys, config_hash
 from symcere.data.preprocess import recover_dataset_dir
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
@@ -61,12 +61,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 def same_config(run_dir: Path, cfg: Config) -> bool:
     """True when the run in ``run_dir`` was trained with ``cfg``: the same config hash, or a config saved
     before options were added whose migration (today's keys and defaults) equals ``cfg``."""
-    want = config_hash(cfg)
-    if _read_json(run_dir / "env.json").get("config_hash") == want:
+    if _read_json(run_dir / "env.json").get("config_hash") == config_hash(cfg):
         return True
+    path = run_dir / "config.yaml"
     try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        return isinstance(saved, dict) and config_hash(migrate(saved)) == want
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return isinstance(saved, dict) and not changed_keys(saved, cfg, source=str(path))
     except (OSError, ValueError, yaml.YAMLError, SymcereError):
         return False
 

@@ -27,7 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from symcere import __version__
-from symcere.config import config_hash, dump, migrate
+from symcere.config import changed_keys, config_hash, dump
 from symcere.errors import SymcereError
 from symcere.evaluation.evaluator import evaluate_split
 from symcere.evaluation.metrics import METRICS
@@ -216,32 +216,15 @@ class Trainer:
         )
 
     #: settings that may change when a run is resumed (they do not change what is computed)
-    RESUMABLE_CHANGES = frozenset({("train", "threads"), ("train", "max_minutes"), ("train", "device")})
+    RESUMABLE_CHANGES = frozenset({"train.threads", "train.max_minutes", "train.device"})
 
     def _check_resume_config(self) -> None:
         """Refuse to resume with another configuration than the run's (it would silently mix two runs)."""
         path = self.run_dir / "config.yaml"
         if not path.exists():
             return
-        saved = migrate(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
-
-        def flat(d: Any, prefix: tuple = ()) -> dict[tuple, Any]:
-            if not isinstance(d, dict):
-                return {prefix: d}
-            out: dict[tuple, Any] = {}
-            for k, v in d.items():
-                out.update(flat(v, (*prefix, k)))
-            return out
-
-        now, before = (
-            flat(json.loads(json.dumps(self.cfg, default=str))),
-            flat(json.loads(json.dumps(saved, default=str))),
-        )
-        changed = sorted(
-            ".".join(map(str, k))
-            for k in set(now) | set(before)
-            if k not in self.RESUMABLE_CHANGES and now.get(k) != before.get(k)
-        )
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        changed = changed_keys(saved, self.cfg, ignore=self.RESUMABLE_CHANGES, source=str(path))
         if changed:
             raise SymcereError(
                 f"--resume: the configuration differs from the run's config.yaml in {', '.join(changed[:5])}"
