@@ -45,7 +45,9 @@ cfg = load_config("lightgcn", overrides=[
     "model.layers=2", "model.dim=64", "train.batch_size=2048", "train.lr=0.001", "train.reg=0.0001",
     "train.num_negatives=1", f"train.max_epochs={epochs}", "train.eval_every_steps=1",
     "train.patience_steps=1000000", f"train.device={device}", "eval.max_batch_elements=16777216"])
+from symcere.training.seeding import seed_everything
 with tempfile.TemporaryDirectory() as tmp:
+    seed_everything(int(cfg["seed"]))  # as symcere train does: the reported validation NDCG is reproducible
     model = build_model(ds, cfg, progress=False)
     trainer = Trainer(model, ds, cfg, tmp + "/run", progress=False)
     res = trainer.fit()
