@@ -216,7 +216,7 @@ def metrics_table(out: Path, plan: dict[str, Any], records: list[dict[str, Any]]
     keys = [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "recall")]
     rows, sig_rows = [], []
     for ds in [d for d in plan["datasets"] if any(r["dataset"] == d for r in records)]:
-        valid: dict[str, float] = {}
+        valid: dict[str, Cell] = {}  # the selection metric's cell of every model with finished seeds
         for label, spec in plan["models"].items():
             done = [r for r in records if r["dataset"] == ds and r["model"] == label and r["status"] == "finished"]
             if not done:
@@ -228,11 +228,10 @@ def metrics_table(out: Path, plan: dict[str, Any], records: list[dict[str, Any]]
                 if cell.values:
                     row[key] = cell.render("md", show_std=True)
                     if key == "valid ndcg@10":
-                        valid[label] = cell.mean
+                        valid[label] = cell
             rows.append(row)
-        roles = {label: plan["models"][label]["role"] for label in valid}
-        ours = max((m for m in valid if roles[m] == "ours"), key=valid.get, default=None)
-        base = max((m for m in valid if roles[m] == "baseline"), key=valid.get, default=None)
+        ours = _best(valid, [m for m in valid if plan["models"][m]["role"] == "ours"])
+        base = _best(valid, [m for m in valid if plan["models"][m]["role"] == "baseline"])
         if ours and base:
             seeds = sorted({*_seeds_of(plan, ours), *_seeds_of(plan, base)})
             sig_rows.extend(x for k in keys if (x := significance(out, ds, ours, base, seeds, k)))
