@@ -53,6 +53,25 @@ def test_load_attributes(ds_dir: Path) -> None:
         ds.split_arrays("dev")
 
 
+def test_texts_are_read_on_first_use(ds_dir: Path) -> None:
+    """An ID-only model never holds the texts: load() leaves the review and item-text columns on disk; the
+    first access reads them, and the tables then equal the files exactly (columns, order, values)."""
+    ds = Dataset.load(ds_dir)
+    assert "review" not in ds._interactions.columns and "text" not in ds._items.columns
+    users, items = ds.split_arrays("train")  # the ID path does not read texts
+    assert ds.matrix("train").nnz == len(users) and "review" not in ds._interactions.columns
+    pd.testing.assert_frame_equal(ds.interactions, pd.read_parquet(ds_dir / "interactions.parquet"))
+    on_disk = pd.read_parquet(ds_dir / "items.parquet").sort_values("item").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ds.items, on_disk)
+    assert ds.item_texts == on_disk["text"].tolist()
+    train = pd.read_parquet(ds_dir / "interactions.parquet").query("split == 'train'")
+    assert ds.train_reviews == train["review"].tolist()
+    later = Dataset.load(ds_dir)  # a changed file is a clear error, not misaligned texts
+    pd.read_parquet(ds_dir / "items.parquet").iloc[:-1].to_parquet(ds_dir / "items.parquet")
+    with pytest.raises(SymcereError, match="items.parquet: changed since the dataset was loaded"):
+        _ = later.item_texts
+
+
 def test_load_errors(tmp_path: Path, ds_dir: Path) -> None:
     with pytest.raises(SymcereError, match="not found"):
         Dataset.load(tmp_path / "missing")

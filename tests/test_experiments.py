@@ -193,6 +193,35 @@ def test_tuning_uses_validation_only_and_resumes(tmp_path: Path, tiny_data: Path
     assert "| tiny | mf | 2 | 2 | train.lr |" in budget  # trials, finished, what was searched
 
 
+def test_tables_do_not_count_a_seed_trained_before_its_model_was_retuned(
+    tmp_path: Path, tiny_data: Path, capsys
+) -> None:
+    """Mid-way through retraining a re-tuned model, a seed still holds the old choice: the tables mark it
+    stale (with the keys that differ) and average only the seeds trained with the saved settings."""
+    from symcere.experiments.report_tables import write_tables
+
+    space = {"train.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    plan_dict = _plan(tiny_data, tuning={"trials": 1, "metric": "ndcg@10", "spaces": {"mf": space}})
+    plan_dict["models"]["mf_l2"] = {"ablation_of": "mf", "ablation_name": "more L2", "set": ["train.reg=0.01"],
+                                    "seeds": [0]}
+    run_plan(load_plan(_write(tmp_path, plan_dict)), quiet=True)
+    out = tmp_path / "out"
+    rows = {(r["model"], r["seed"]): r for r in csv.DictReader((out / "tables" / "results.csv").open())}
+    assert {r["status"] for r in rows.values()} == {"finished"}
+    seed1 = out / "runs" / "tiny" / "mf" / "seed1" / "config.yaml"
+    saved = yaml.safe_load(seed1.read_text())
+    saved["train"]["lr"] = float(saved["train"]["lr"]) / 3  # as trained before the re-tuning changed the lr
+    seed1.write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    write_tables(out)
+    assert "1 final run(s) were trained with other tuned settings" in capsys.readouterr().err
+    after = {(r["model"], r["seed"]): r for r in csv.DictReader((out / "tables" / "results.csv").open())}
+    assert (after["mf", "1"]["status"], after["mf", "1"]["stale keys"]) == ("stale", "train.lr")
+    assert after["mf", "0"]["status"] == after["mf_l2", "0"]["status"] == "finished"  # the ablation inherits lr
+    cell = next(r for r in csv.DictReader((out / "tables" / "table2.csv").open()) if r["metric"] == "test ndcg@10")
+    assert (cell["mf n"], float(cell["mf mean"])) == ("1", float(rows["mf", "0"]["test ndcg@10"]))
+
+
 def test_every_study_has_its_own_sampler_seed_and_tpe_starts_within_the_budget() -> None:
     from symcere.experiments.tuning import sampler_seed, startup_trials
 

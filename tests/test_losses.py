@@ -24,6 +24,7 @@ from symcere.losses import (
     sampled_softmax,
     sincere,
     supcon,
+    symmetric_info_nce,
     symmetric_masks,
     symmetric_sincere,
 )
@@ -141,6 +142,30 @@ def test_sincere_without_mask_equals_infonce() -> None:
     assert torch.equal(sincere(x, y, 0.2, torch.eye(12, dtype=torch.bool)), info_nce(x, y, 0.2))
     sym = symmetric_sincere(x, y, empty, empty, 0.2)
     assert torch.allclose(sym, 0.5 * (info_nce(x, y, 0.2) + info_nce(y, x, 0.2)))
+
+
+@pytest.mark.parametrize("scale", [1.0, 40.0])  # 40: logits beyond one exp shift, the per-row/column path
+def test_symmetric_losses_from_one_matrix_equal_both_directions(scale: float) -> None:
+    """The symmetric losses build one similarity matrix for both directions; values and gradients equal the
+    two one-directional losses (the definition, Eq. 9), masked or not."""
+    x, y = (v * scale for v in _emb(10, seed=5))
+    mask = _rand_mask(10, 10, 0.3, 5)
+    for tau in (0.05, 0.5):
+        for masked in (False, True):
+            a, b = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+            if masked:
+                got = symmetric_sincere(a, b, mask, mask.T, tau)
+                want = 0.5 * (sincere(a, b, tau, mask) + sincere(b, a, tau, mask.T))
+            else:
+                got = symmetric_info_nce(a, b, tau)
+                want = 0.5 * (info_nce(a, b, tau) + info_nce(b, a, tau))
+            assert torch.allclose(got, want, rtol=1e-10, atol=1e-12), (scale, tau, masked)
+            for g1, g2 in zip(torch.autograd.grad(got, (a, b)), torch.autograd.grad(want, (a, b)), strict=True):
+                assert torch.allclose(g1, g2, rtol=1e-8, atol=1e-10), (scale, tau, masked)
+    assert torch.equal(cross_modal_loss("infonce", x, y, None, 0.2), symmetric_info_nce(x, y, 0.2))
+    assert torch.allclose(symmetric_info_nce(x, y, 0.2, "none").mean(), symmetric_info_nce(x, y, 0.2))
+    with pytest.raises(ValueError, match="one shape"):
+        symmetric_info_nce(x, y[:9], 0.2)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -339,6 +364,7 @@ def test_numerical_stability_small_tau_large_logits() -> None:
         info_nce(g, t, 0.01),
         sincere(g, t, 0.01, mask),
         symmetric_sincere(g, t, mask, mask.T, 0.01),
+        symmetric_info_nce(g, t, 0.01),
         supcon(g, t, 0.01, same_item_mask(items)),
         sampled_softmax(g, t, 0.01, mask),
         sampled_softmax(g, t, 0.01, mask, normalize=False),

@@ -39,6 +39,7 @@ __all__ = [
     "sampled_softmax",
     "sincere",
     "supcon",
+    "symmetric_info_nce",
     "symmetric_masks",
     "symmetric_sincere",
     "symmetric_sincere_items",
@@ -221,11 +222,36 @@ def symmetric_sincere(
     """Symmetric SINCERE, 0.5 * (L_{G->T} + L_{T->G}) (Eq. 7-9).
 
     ``g`` (B, d) are the normalised interaction embeddings g_{u,i}, ``t`` (B, d) the normalised item-text
-    embeddings; build the two masks with :func:`symmetric_masks` (``mask_t2g == mask_g2t.T``).
+    embeddings; build the two masks with :func:`symmetric_masks` (``mask_t2g == mask_g2t.T``). One similarity
+    matrix serves both directions (``t @ g.T`` is its transpose). Without masks this is
+    :func:`symmetric_info_nce`.
     """
-    g2t = sincere(g, t, tau, mask_g2t, reduction)
-    t2g = sincere(t, g, tau, mask_t2g, reduction)
+    _check_square(g, t)
+    if mask_g2t is None and mask_t2g is None:
+        return symmetric_info_nce(g, t, tau, reduction)
+    logits = g @ t.T / tau
+    g2t = _masked_diag_ce(logits, mask_g2t, reduction)
+    t2g = _masked_diag_ce(logits.T, mask_t2g, reduction)
     return 0.5 * (g2t + t2g)
+
+
+def symmetric_info_nce(a: Tensor, b: Tensor, tau: float, reduction: Reduction = "mean") -> Tensor:
+    """0.5 * (info_nce(a, b) + info_nce(b, a)) (Eq. 4 in both directions, the InfoNCE form of Eq. 9).
+
+    ``a`` and ``b`` are (B, d); row a's positive is row a of the other side. Computed as SINCERE that excludes
+    nothing (:func:`symmetric_sincere_items` with every row its own item): one similarity matrix, one exp
+    and a fused backward serve both directions.
+    """
+    _check_square(a, b)
+    n = a.shape[0]
+    own = torch.arange(n, device=a.device)
+    return symmetric_sincere_items(a, b, own, torch.eye(n, dtype=torch.bool, device=a.device), tau, reduction)
+
+
+def _check_square(a: Tensor, b: Tensor) -> None:
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"a symmetric loss needs two (B, d) tensors of one shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
 
 
 def symmetric_sincere_items(
@@ -500,7 +526,7 @@ def cross_modal_loss(
       a single tensor P is used as ``(P, P.T)`` (P is symmetric), a tuple gives both directions.
     """
     if kind == "infonce":
-        return 0.5 * (info_nce(g, t, tau) + info_nce(t, g, tau))
+        return symmetric_info_nce(g, t, tau)
     if isinstance(masks, Tensor):
         m_g2t, m_t2g = masks, masks.T
     elif masks is None:

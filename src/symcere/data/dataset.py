@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from symcere.data.preprocess import (
@@ -54,6 +55,9 @@ class Dataset:
     and ``items`` are the three dataset tables, ``meta`` the ``dataset.json`` content.
     """
 
+    #: the text column of each table file: read on first use (an ID-only model never holds the texts)
+    TEXT_COLUMNS = {"interactions.parquet": "review", "items.parquet": "text"}
+
     def __init__(
         self,
         path: Path | None,
@@ -65,35 +69,113 @@ class Dataset:
         self.path = path
         self.meta = meta
         self.name: str = meta["name"] if "name" in meta else (path.name if path is not None else "")
-        self.interactions = interactions
+        self._interactions = interactions
         self.users = users.reset_index(drop=True)
-        self.items = items.reset_index(drop=True)
+        self._items = items.reset_index(drop=True)
         self.user_ids: list[str] = [str(x) for x in users["user_id"].tolist()]
         self.item_ids: list[str] = [str(x) for x in items["item_id"].tolist()]
-        self.item_texts: list[str] = [str(x) for x in items["text"].tolist()]
         self.n_users = len(self.user_ids)
         self.n_items = len(self.item_ids)
         split = interactions["split"].to_numpy()
         self._rows = {s: np.flatnonzero(split == s) for s in SPLITS}
-        train = interactions.iloc[self._rows["train"]]
-        self.train_reviews: list[str] = [str(x) for x in train["review"].tolist()]
+        self._column_order: dict[str, list[str]] = {}  # a loaded table's columns, text column included
+        self._texts: dict[str, list[str]] = {}
         self._matrices: dict[str, sp.csr_matrix] = {}
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        """One row per review (``user``, ``item``, ``rating``, ``timestamp``, ``split``, ``review``, ...)."""
+        return self._with_text("interactions.parquet")
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """One row per item, in index order (``item``, ``item_id``, ``text``, ``n_train``)."""
+        return self._with_text("items.parquet")
+
+    @property
+    def item_texts(self) -> list[str]:
+        """Each item's text (training reviews only), in item index order."""
+        if "items" not in self._texts:
+            self._texts["items"] = [str(x) for x in self.items["text"].tolist()]
+        return self._texts["items"]
+
+    @item_texts.setter
+    def item_texts(self, texts: Sequence[str]) -> None:  # e.g. a text ablation edits the texts in memory
+        self._texts["items"] = self._checked_texts(texts, self.n_items, "item_texts")
+
+    @property
+    def train_reviews(self) -> list[str]:
+        """The training interactions' review texts, in :meth:`split_arrays` order."""
+        if "train" not in self._texts:
+            reviews = self.interactions["review"].to_numpy()[self._rows["train"]]
+            self._texts["train"] = [str(x) for x in reviews.tolist()]
+        return self._texts["train"]
+
+    @train_reviews.setter
+    def train_reviews(self, texts: Sequence[str]) -> None:
+        self._texts["train"] = self._checked_texts(texts, len(self._rows["train"]), "train_reviews")
+
+    @staticmethod
+    def _checked_texts(texts: Sequence[str], n: int, name: str) -> list[str]:
+        out = [str(x) for x in texts]
+        if len(out) != n:
+            raise SymcereError(f"{name} needs {n} texts, got {len(out)}")
+        return out
+
+    def _with_text(self, file: str) -> pd.DataFrame:
+        """The table of ``file`` with its text column, read from the dataset directory on first use."""
+        frame = self._interactions if file == "interactions.parquet" else self._items
+        column = self.TEXT_COLUMNS[file]
+        if column in frame.columns or self.path is None:
+            return frame
+        try:
+            if file == "items.parquet":  # the items were sorted by index when loaded: align the same way
+                text = pd.read_parquet(self.path / file, columns=["item", column]).sort_values("item")[column]
+            else:
+                text = pd.read_parquet(self.path / file, columns=[column])[column]
+        except Exception as exc:  # pyarrow raises several types; the directory changed since load()
+            raise SymcereError(f"{self.path / file}: cannot read the {column!r} column ({exc})") from None
+        if len(text) != len(frame):
+            raise SymcereError(
+                f"{self.path / file}: changed since the dataset was loaded ({len(text)} rows, expected {len(frame)})"
+            )
+        frame = frame.assign(**{column: text.to_numpy()})[self._column_order.get(file, [*frame.columns, column])]
+        if file == "items.parquet":
+            self._items = frame
+        else:
+            self._interactions = frame
+        return frame
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Dataset:
-        """Load a directory written by :func:`symcere.data.build_dataset` or :meth:`save`."""
+        """Load a directory written by :func:`symcere.data.build_dataset` or :meth:`save`.
+
+        The review and item-text columns are read on first use (:attr:`interactions`, :attr:`items`,
+        :attr:`item_texts`, :attr:`train_reviews`), so an ID-only model never holds the texts.
+        """
         root = Path(path)
         meta = read_meta(root)
         missing = [f for f in DATASET_FILES if not (root / f).is_file()]
         if missing:
             raise SymcereError(f"{root}: incomplete dataset directory, missing {missing}")
         try:
-            inter = pd.read_parquet(root / "interactions.parquet")
+            order = {f: [c for c in pq.read_schema(root / f).names if not c.startswith("__index_level_")]
+                     for f in cls.TEXT_COLUMNS}
+            for file, column in cls.TEXT_COLUMNS.items():
+                if column not in order[file]:
+                    raise SymcereError(f"{root / file}: no {column!r} column; rebuild it with `symcere prepare`")
+            inter = pd.read_parquet(root / "interactions.parquet",
+                                    columns=[c for c in order["interactions.parquet"] if c != "review"])
             users = pd.read_parquet(root / "users.parquet").sort_values("user")
-            items = pd.read_parquet(root / "items.parquet").sort_values("item")
+            items = pd.read_parquet(root / "items.parquet",
+                                    columns=[c for c in order["items.parquet"] if c != "text"]).sort_values("item")
+        except SymcereError:
+            raise
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise SymcereError(f"{root}: cannot read the dataset tables ({exc})") from None
-        return cls(root, meta, inter, users, items)
+        ds = cls(root, meta, inter, users, items)
+        ds._column_order = order
+        return ds
 
     @classmethod
     def from_tables(cls, tables: DatasetTables) -> Dataset:
@@ -167,8 +249,8 @@ class Dataset:
         """(users, items) int64 arrays of one split, in (user, time) order."""
         rows = self._split_rows(split)
         return (
-            self.interactions["user"].to_numpy(np.int64)[rows],
-            self.interactions["item"].to_numpy(np.int64)[rows],
+            self._interactions["user"].to_numpy(np.int64)[rows],
+            self._interactions["item"].to_numpy(np.int64)[rows],
         )
 
     def matrix(self, split: str) -> sp.csr_matrix:

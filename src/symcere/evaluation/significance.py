@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 from symcere.errors import SymcereError
 
@@ -63,6 +62,8 @@ def paired_ttest(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float
         return res
     if d.size < 2:
         return PairedTestResult("ttest", float("nan"), float("nan"), float(d.mean()), int(d.size))
+    from scipy import stats  # local: scipy.stats costs ~45 MB and ~1 s to import; training never needs it
+
     out = stats.ttest_1samp(d, 0.0)
     return PairedTestResult("ttest", float(out.statistic), float(out.pvalue), float(d.mean()), int(d.size))
 
@@ -75,6 +76,8 @@ def wilcoxon_test(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[floa
     d = _pair(a, b)
     if (res := _degenerate("wilcoxon", d)) is not None:
         return res
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-sample / ties notes
         out = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")

@@ -5,21 +5,25 @@ best bold, second underlined, ``Max. Improv. (%)`` of the best 'ours' over the b
 both paired tests over users give p < 0.05), ``table3.*`` (ablations: Full vs each ablation per backbone,
 with the drop % vs Full), ``significance.csv``, ``tuning.csv`` and the long ``results.csv``. A cell is the
 mean over the finished seeds; a cell with a diverged seed reads ``diverged``, one whose runs all crashed
-``failed``, one without runs ``-``.
+``failed``, one without runs ``-``. A seed trained with other tuned settings than the study's saved choice
+(its model was re-tuned and the seed not yet retrained) is ``stale`` and not counted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from symcere.config import flatten
 from symcere.errors import SymcereError
-from symcere.experiments.plan import run_dir_of
+from symcere.experiments.plan import run_dir_of, safe_name
 from symcere.io import write_text
 from symcere.tables import Latex, csv_table, latex_table, markdown_table
 
@@ -76,14 +80,47 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records = []
     for ds in plan["datasets"]:
         for label in plan["models"]:
+            tuned = _tuned_settings(out, plan, ds, label)
             for seed in _seeds_of(plan, label):
                 run_dir = run_dir_of(out, ds, label, seed)
                 if run_dir.is_dir():
-                    records.append(_record(run_dir, ds, label, seed))
+                    records.append(_record(run_dir, ds, label, seed, tuned))
     return plan, records
 
 
-def _record(run_dir: Path, ds: str, label: str, seed: int) -> dict[str, Any]:
+def _tuned_settings(out: Path, plan: dict[str, Any], ds: str, label: str) -> dict[str, Any]:
+    """The saved tuned settings the final runs of ``label`` were trained with: its own study's, or for an
+    ablation its full model's minus the keys the ablation sets itself (``tuning._inherit``); ``{}`` if none."""
+    spec = plan["models"][label]
+    for source in (label, spec.get("ablation_of")):
+        path = out / "tuning" / safe_name(ds) / f"{safe_name(str(source))}.json" if source else None
+        if path is not None and path.is_file():
+            params = dict(json.loads(path.read_text(encoding="utf-8")).get("params") or {})
+            if source == label:
+                return params
+            own = set(flatten(spec.get("set") or {})) - set(flatten(plan["models"][source].get("set") or {}))
+            return {k: v for k, v in params.items() if k not in own}
+    return {}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _stale_keys(run_dir: Path, tuned: dict[str, Any]) -> list[str]:
+    """The tuned keys whose value in the run's saved ``config.yaml`` differs from ``tuned``."""
+    if not tuned:
+        return []
+    try:
+        saved = flatten(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return []  # no readable config: the status check below decides
+    return [k for k, v in tuned.items() if k in saved and not _same_value(saved[k], v)]
+
+
+def _record(run_dir: Path, ds: str, label: str, seed: int, tuned: dict[str, Any] | None = None) -> dict[str, Any]:
     rec: dict[str, Any] = {"dataset": ds, "model": label, "seed": seed}
     path = run_dir / "metrics.json"
     if path.exists():
@@ -92,6 +129,9 @@ def _record(run_dir: Path, ds: str, label: str, seed: int) -> dict[str, Any]:
         for split in ("test", "valid"):
             rec.update({f"{split} {k}": v for k, v in sorted(m.get(split, {}).items())})
         rec.update({k: m.get(k) for k in _RUN_FIELDS})
+        if stale := _stale_keys(run_dir, tuned or {}):
+            rec["status"] = "stale"  # trained before its model was re-tuned: not the study's final config
+            rec["stale keys"] = " ".join(stale)
     else:
         rec["status"] = "failed" if (run_dir / "error.txt").exists() else "unfinished"
     rec["run_dir"] = str(run_dir)
@@ -298,7 +338,13 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
         written.append(tables / name)
 
     metric_cols = sorted({k for r in records for k in r if k.startswith(("test ", "valid "))})
-    cols = ["dataset", "model", "seed", "status", *metric_cols, *_RUN_FIELDS, "run_dir"]
+    stale = [r for r in records if r["status"] == "stale"]
+    cols = ["dataset", "model", "seed", "status", *metric_cols, *_RUN_FIELDS, *(["stale keys"] if stale else []),
+            "run_dir"]
+    if stale:
+        names = ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in stale)
+        print(f"warning: {len(stale)} final run(s) were trained with other tuned settings than the study's saved "
+              f"choice and are not counted (retrain them with `symcere experiment`): {names}", file=sys.stderr)
     put("results.csv", csv_table(records, cols))
     t2 = table2(out, plan, records, show_std)
     caption2 = f"{plan['name']}: test HR@10 and NDCG@10 (mean over seeds {plan['seeds']})"

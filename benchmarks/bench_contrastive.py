@@ -1,0 +1,105 @@
+"""Symmetric InfoNCE from one similarity matrix vs its definition (two one-directional losses): forward +
+backward seconds, and the DGCLR training epoch that spends most of its step in it.
+
+    flock /tmp/symcere-heavy.lock python benchmarks/bench_contrastive.py [--data DATASET_DIR]
+        [--rounds 5] [--device cpu] [--out benchmarks/results/contrastive.md]
+
+``symcere.losses.symmetric_info_nce`` (what ``cross_modal_loss("infonce", ...)`` runs: DGCLR's two contrastive
+terms, SymCERE's user-profile term and its "MM w/ InfoNCE" ablation) against
+``0.5 * (info_nce(a, b) + info_nce(b, a))``, the definition it replaces (two matrix products, two exps and
+autograd through both). Rounds alternate the two in one process; the kernel rows use L2-normalised random
+(B, d) inputs, tau 0.2; the DGCLR row trains one epoch of DGCLR (its defaults, seeded random review features
+so no text encoder is timed) on ``--data`` with each implementation patched in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median, stats, write_results  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="a dataset directory for the DGCLR epoch row (optional)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "contrastive.md"))
+    args = ap.parse_args()
+    import numpy as np
+    import torch
+
+    from symcere import losses
+    from symcere.training.seeding import default_threads
+
+    device = torch.device(args.device)
+    torch.set_num_threads(default_threads())
+
+    def definition(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
+        return 0.5 * (losses.info_nce(a, b, tau) + losses.info_nce(b, a, tau))
+
+    sides = {"definition": definition, "one matrix": losses.symmetric_info_nce}
+    rows, data = [], {"kernel": [], "dgclr": None, "threads": torch.get_num_threads()}
+    for b, d in ((512, 64), (2048, 16), (2048, 64)):
+        gen = torch.Generator().manual_seed(0)
+        x = losses.l2_normalize(torch.randn(b, d, generator=gen)).to(device).requires_grad_(True)
+        y = losses.l2_normalize(torch.randn(b, d, generator=gen)).to(device).requires_grad_(True)
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        for _ in range(args.rounds):
+            for name, fn in sides.items():
+                fn(x, y, 0.2).backward()  # warm-up
+                start = time.perf_counter()
+                for _ in range(5):
+                    fn(x, y, 0.2).backward()
+                times[name].append((time.perf_counter() - start) / 5)
+        ratios = [n / o for n, o in zip(times["one matrix"], times["definition"], strict=True)]
+        data["kernel"].append({"B": b, "d": d, **times, "ratio": ratios})
+        rows.append(f"| {b} x {d} | {stats(times['definition'])} | {stats(times['one matrix'])} | {stats(ratios, 3)} |")
+    body = "\n".join([
+        "| B x d | definition s | one matrix s | ratio per round, median (min-max) |", "|---|---|---|---|", *rows])
+    sections = [("forward + backward", body + f"\n\n{args.rounds} rounds x 5 calls, threads {data['threads']}.")]
+
+    if args.data:
+        from symcere.config import load_config
+        from symcere.data import Dataset
+        from symcere.models import build_model
+        from symcere.training.sampler import InteractionSampler
+
+        ds = Dataset.load(args.data)
+        cfg = load_config("dgclr", overrides=["model.text_features=random", f"train.device={args.device}"])
+        shipped = losses.cross_modal_loss
+        patched = {"definition": lambda kind, g, t, masks, tau: definition(g, t, tau), "one matrix": shipped}
+        epoch: dict[str, list[float]] = {k: [] for k in patched}
+        try:
+            for _ in range(args.rounds):
+                for name, fn in patched.items():
+                    losses.cross_modal_loss = fn
+                    torch.manual_seed(0)
+                    model = build_model(ds, cfg, progress=False).to(device).train()
+                    sampler = InteractionSampler(ds.matrix("train"), int(cfg["train"]["batch_size"]), 1)
+                    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["train"]["lr"]))
+                    batches = [{k: v.to(device) for k, v in bt.items()} for bt in sampler.epoch(np.random.default_rng(0))]
+                    start = time.perf_counter()
+                    for bt in batches:
+                        opt.zero_grad()
+                        model.loss(bt)["total"].backward()
+                        opt.step()
+                    epoch[name].append(time.perf_counter() - start)
+        finally:
+            losses.cross_modal_loss = shipped
+        ratios = [n / o for n, o in zip(epoch["one matrix"], epoch["definition"], strict=True)]
+        data["dgclr"] = {"data": args.data, "n_users": ds.n_users, "n_items": ds.n_items, **epoch, "ratio": ratios}
+        sections.append(("DGCLR training epoch", "\n".join([
+            "| definition s/epoch | one matrix s/epoch | ratio per round, median (min-max) |", "|---|---|---|",
+            f"| {stats(epoch['definition'])} | {stats(epoch['one matrix'])} | {stats(ratios, 3)} |", "",
+            f"`{args.data}`: {ds.n_users} users, {ds.n_items} items, batch {cfg['train']['batch_size']}, "
+            f"{len(batches)} steps per epoch, {args.rounds} rounds; median ratio {median(ratios):.3f}."])))
+    write_results(Path(args.out), "Symmetric InfoNCE: one similarity matrix vs the definition", sections, data)
+
+
+if __name__ == "__main__":
+    main()
