@@ -217,6 +217,32 @@ def test_min_steps_and_max_epochs(tiny_dataset, tmp_path):
     assert result.epochs == 4 and result.message == ""  # min_steps prevents the early stop
 
 
+def test_evaluation_runs_on_every_core_unless_threads_are_set(tiny_dataset, tmp_path, monkeypatch):
+    """A small ID model trains on one thread (its default) but evaluates its dense score block on every core;
+    ``train.threads`` fixes both; the training thread count is restored after each evaluation."""
+    from symcere.training import trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "cores", lambda: 3)
+    seen: list[int] = []
+    real = trainer_mod.evaluate_split
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "evaluate_split", spy)
+    before = torch.get_num_threads()
+    try:
+        cfg = small_config("lightgcn", "train.threads=null", "train.max_epochs=2")
+        train(tiny_dataset, cfg, tmp_path / "auto", progress=False)
+        assert seen and set(seen) == {3} and torch.get_num_threads() == 1  # trained on one thread, evaluated on 3
+        seen.clear()
+        train(tiny_dataset, small_config("lightgcn", "train.max_epochs=2"), tmp_path / "fixed", progress=False)
+        assert seen and set(seen) == {1}  # train.threads=1 holds for evaluation too
+    finally:
+        torch.set_num_threads(before)
+
+
 # -------------------------------------------------------------------------------------------- resume
 def _interrupt_at(trainer: Trainer, epoch: int) -> None:
     """Make ``trainer`` raise KeyboardInterrupt at the start of ``epoch`` (after epoch-1 was checkpointed)."""

@@ -27,6 +27,7 @@ from symcere.extras import MissingExtra, require
 from symcere.schema import TextOptions
 from symcere.text.masking import mask_item_text, split_reviews
 from symcere.text.models import resolve_model_path
+from symcere.training.seeding import torch_threads
 
 # LoRA target modules per architecture family, tried in order: the first set fully present wins.
 _LORA_TARGET_CANDIDATES: tuple[tuple[str, ...], ...] = (
@@ -51,20 +52,6 @@ def default_lora_targets(module_names: Sequence[str]) -> list[str]:
         "could not detect LoRA target modules for this architecture; set text.lora_targets "
         "to the names of its attention projection layers (e.g. ['query', 'value'])"
     )
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (no-op for None); restores it on exit."""
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -35,6 +37,8 @@ def default_threads(model: torch.nn.Module | None = None, n_train: int | None = 
     - a model of embedding tables and sparse propagation only (MF, LightGCN, SGL) trained on fewer than
       ``SMALL_GRAPH_INTERACTIONS`` interactions: one thread (on 2 cores LightGCN's epoch on Musical Instruments
       is 1.6x faster on one thread than on two); larger graphs: every core.
+
+    Evaluation always runs on every core unless ``train.threads`` is set (``Trainer.evaluate``).
     """
     if kind == "text":
         return cores()
@@ -63,3 +67,17 @@ def configure_threads(
     except RuntimeError:  # already set once in this process
         pass
     return n
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (no-op for None); restores it on exit."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -37,7 +37,7 @@ from symcere.training import distributed
 from symcere.training.checkpoint import load_checkpoint, save_checkpoint
 from symcere.training.device import to_device
 from symcere.training.sampler import InteractionSampler
-from symcere.training.seeding import configure_threads, seed_everything
+from symcere.training.seeding import configure_threads, cores, seed_everything, torch_threads
 
 
 class Diverged(RuntimeError):
@@ -130,6 +130,9 @@ class Trainer:
         if k_needed not in self.ks:
             self.ks = tuple(sorted({*self.ks, k_needed}))
         self.max_batch_elements = int(cfg["eval"]["max_batch_elements"])
+        # full-ranking evaluation is dense (a users x items score block and its top-k): every core unless
+        # train.threads fixes the count (benchmarks/results/threads.md)
+        self.eval_threads = None if t.get("threads") else (distributed.default_threads() or cores())
         self.device = distributed.resolve_training_device(t["device"])  # under torchrun: cuda:LOCAL_RANK
         self.model.to(self.device)
         self.sampler = InteractionSampler(
@@ -257,7 +260,7 @@ class Trainer:
     def evaluate(self, split: str, per_user: dict[str, np.ndarray] | None = None) -> dict[str, float]:
         """Metrics of ``split``; with ``per_user`` given, also fills it with per-user arrays (``split/metric``)."""
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(self.eval_threads):
             res = evaluate_split(
                 self.model.score,
                 self.dataset,
