@@ -193,6 +193,29 @@ def test_tuning_uses_validation_only_and_resumes(tmp_path: Path, tiny_data: Path
     assert "| tiny | mf | 2 | 2 | train.lr |" in budget  # trials, finished, what was searched
 
 
+def test_saved_study_from_before_an_option_existed_is_read_not_replayed(tmp_path: Path, tiny_data: Path) -> None:
+    """A study saved before an option was added (its base config lacks the key, so its fingerprint differs)
+    is still this study when the key's default reproduces it; another base value or budget is not."""
+    from symcere.experiments import tuning
+
+    space = {"train.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    plan = load_plan(_write(tmp_path, _plan(tiny_data, seeds=[0], tuning={"trials": 1, "spaces": {"mf": space}})))
+    run_plan(plan, quiet=True)
+    path = tuning.settings_path(plan, "tiny", "mf")
+    saved = json.loads(path.read_text())
+    assert saved["base_config"]["train"]["lr"] == plan.models["mf"].config(0)["train"]["lr"]
+    del saved["base_config"]["train"]["grad_share"]  # as saved before train.grad_share existed
+    path.write_text(json.dumps({**saved, "fingerprint": "of-an-older-version"}))
+    assert tuning._fresh(plan, "tiny", "mf")["params"] == saved["params"]
+    assert run_plan(plan, quiet=True)["trained"] == 0
+    saved["base_config"]["train"]["reg"] = 0.5  # another base config: tuned again
+    path.write_text(json.dumps({**saved, "fingerprint": "of-an-older-version"}))
+    assert tuning._fresh(plan, "tiny", "mf") is None
+    saved["base_config"]["train"]["reg"] = plan.models["mf"].config(0)["train"]["reg"]
+    path.write_text(json.dumps({**saved, "fingerprint": "x", "study": {**saved["study"], "trials": 5}}))
+    assert tuning._fresh(plan, "tiny", "mf") is None
+
+
 def test_tables_do_not_count_a_seed_trained_before_its_model_was_retuned(
     tmp_path: Path, tiny_data: Path, capsys
 ) -> None:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from symcere.config import config_hash, flatten
+from symcere.config import changed_keys, config_hash, flatten
 from symcere.errors import SymcereError
 from symcere.experiments.plan import Plan, safe_name
 from symcere.extras import require
@@ -26,11 +26,20 @@ def settings_path(plan: Plan, dataset: str, label: str) -> Path:
     return plan.out / "tuning" / safe_name(dataset) / f"{safe_name(label)}.json"
 
 
-def _fingerprint(plan: Plan, label: str) -> str:
+def _study(plan: Plan, label: str) -> dict[str, Any]:
+    """What a study is, besides its base config: space, budget, metric, sampler seed and version."""
     t = plan.tuning
-    base = config_hash(plan.models[label].config(t.seed))
-    study = {"space": t.spaces[label], "trials": t.trials, "metric": t.metric, "seed": t.seed, "base": base}
-    return config_hash({**study, "sampler": SAMPLER_VERSION})
+    return {"space": t.spaces[label], "trials": t.trials, "metric": t.metric, "seed": t.seed, "sampler": SAMPLER_VERSION}
+
+
+def _base_config(plan: Plan, label: str) -> dict[str, Any]:
+    return plan.models[label].config(plan.tuning.seed)
+
+
+def _fingerprint(plan: Plan, label: str) -> str:
+    study = _study(plan, label)
+    base = config_hash(_base_config(plan, label))
+    return config_hash({**{k: v for k, v in study.items() if k != "sampler"}, "base": base, "sampler": study["sampler"]})
 
 
 #: bumped when the sampler's settings change (saved studies of another version are re-run)
@@ -58,7 +67,18 @@ def _fresh(plan: Plan, dataset: str, label: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    return saved if saved.get("fingerprint") == _fingerprint(plan, label) else None
+    if saved.get("fingerprint") == _fingerprint(plan, label):
+        return saved
+    # the same study on a base config saved before options were added (their defaults reproduce it)
+    base = saved.get("base_config")
+    study = json.loads(json.dumps(_study(plan, label)))  # as saved (tuples -> lists)
+    if isinstance(base, dict) and saved.get("study") == study:
+        try:
+            if not changed_keys(base, _base_config(plan, label), source=str(path)):
+                return saved
+        except SymcereError:
+            return None
+    return None
 
 
 def tuned_labels(plan: Plan, labels: list[str]) -> list[str]:
@@ -151,6 +171,8 @@ def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[s
         "metric": f"valid {t.metric}",
         "trials": t.trials,
         "fingerprint": _fingerprint(plan, label),
+        "study": _study(plan, label),
+        "base_config": _base_config(plan, label),
         "best_trial": best["trial"] if best else None,
         "best_value": best[f"valid {t.metric}"] if best else None,
         "params": best["params"] if best else {},
