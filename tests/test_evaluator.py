@@ -94,6 +94,14 @@ def test_rank_scores_matches_lexsort_with_many_ties() -> None:
     assert torch.equal(a_val.double(), b_val)
     order = np.lexsort((np.arange(300)[None].repeat(8, 0), -s.numpy()), axis=1)
     assert np.array_equal(a_idx.numpy(), order[:, :50])
+    # rows with and without ties at the k-th value in one call, every k up to the row length
+    for levels, k in ((2, 1), (5, 7), (40, 20), (1000, 20), (7, 59), (3, 60)):
+        x = torch.randint(0, levels, (64, 60), generator=g).float()
+        x[::3] = torch.randn(22, 60, generator=g)  # tie-free rows
+        want = np.lexsort((np.arange(60)[None].repeat(64, 0), -x.numpy()), axis=1)[:, :k]
+        got_idx, got_val = rank_scores(x, k)
+        assert np.array_equal(got_idx.numpy(), want), (levels, k)
+        assert torch.equal(got_val, x.gather(1, got_idx))
     with pytest.raises(SymcereError, match="NaN"):
         rank_scores(torch.tensor([[0.0, float("nan")]]), 1)
 

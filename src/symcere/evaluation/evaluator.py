@@ -136,23 +136,23 @@ def rank_scores(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if b == 0 or k == 0:
         empty = torch.empty((b, k), dtype=torch.long, device=scores.device)
         return empty, scores.new_empty((b, k))
-    # 1) the k-th largest value v of each row (a value: unique whatever topk does with ties) and how many
-    #    of the top k must score exactly v
-    # the k+1 largest values: where the (k+1)-th is below v, every item scoring v is among topk's k and the
-    # set is exact (only its order is left); elsewhere items tied at v are resolved below
-    top, top_idx = torch.topk(scores, min(k + 1, n), dim=1, sorted=True)
-    settled = top[:, k] < top[:, k - 1] if k < n else torch.ones(b, dtype=torch.bool, device=scores.device)
-    top, top_idx = top[:, :k], top_idx[:, :k]
-    kth = top[:, k - 1 :]
-    need = (top == kth).sum(dim=1)
+    # 1) the k+1 largest values of each row, unsorted, then put in the final order (score descending, item
+    #    ascending) by one small sort; the k-th largest value v is unique whatever topk does with ties
+    vals, idx = torch.topk(scores, min(k + 1, n), dim=1, sorted=False)
+    idx, vals = _order(idx, vals)
+    # where the (k+1)-th is below v, every item scoring v is among the first k and the row is exact; elsewhere
+    # items tied at v are resolved below
+    settled = vals[:, k] < vals[:, k - 1] if k < n else torch.ones(b, dtype=torch.bool, device=scores.device)
+    top_idx, top = idx[:, :k], vals[:, :k]
     if bool(settled.all()):
-        return _order(top_idx, top)
+        return top_idx, top
+    kth = top[:, k - 1 :]
+    need = (top == kth).sum(dim=1)  # how many of the top k must score exactly v
     if bool(settled.any()):
-        items, vals = torch.empty_like(top_idx), torch.empty_like(top)
-        items[settled], vals[settled] = _order(top_idx[settled], top[settled])
+        items, out = top_idx.clone(), top.clone()
         rest = ~settled
-        items[rest], vals[rest] = _rank_ties(scores[rest], kth[rest], need[rest], k)
-        return items, vals
+        items[rest], out[rest] = _rank_ties(scores[rest], kth[rest], need[rest], k)
+        return items, out
     return _rank_ties(scores, kth, need, k)
 
 
