@@ -407,3 +407,26 @@ def test_ssm_masks_in_batch_copies_of_the_positive():
     plain = (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
     torch.testing.assert_close(unmasked.loss(batch)["ssm"], plain)
     assert masked.loss(batch)["ssm"] < unmasked.loss(batch)["ssm"]
+
+
+@pytest.mark.parametrize("mask_copies", [True, False])
+def test_ssm_over_distinct_items_equals_the_batch_form(mask_copies: bool) -> None:
+    """``sampled_softmax_items`` ((B, U) over the distinct positives, each counted as often as it occurs) is
+    ``sampled_softmax`` on the (B, B) batch with or without the same-item mask: values and gradients; items
+    no row has (a whole catalogue passed in) carry no weight."""
+    from symcere.losses import sampled_softmax_items
+
+    gen = torch.Generator().manual_seed(11)
+    pos = torch.randint(0, 6, (30,), generator=gen)  # many copies per item
+    for tau in (0.05, 0.7):
+        u = l2_normalize(torch.randn(30, 8, generator=gen, dtype=DT)).requires_grad_(True)
+        items = l2_normalize(torch.randn(9, 8, generator=gen, dtype=DT)).requires_grad_(True)
+        mask = same_item_mask(pos) if mask_copies else None
+        want = sampled_softmax(u, items[pos], tau, exclude_mask=mask, normalize=False)
+        distinct, item_of = torch.unique(pos, return_inverse=True)
+        got = sampled_softmax_items(u, items[distinct], item_of, tau, mask_copies=mask_copies)
+        torch.testing.assert_close(got, want)
+        for g1, g2 in zip(torch.autograd.grad(got, (u, items)), torch.autograd.grad(want, (u, items)), strict=True):
+            torch.testing.assert_close(g1, g2)
+        whole = sampled_softmax_items(u, items, pos, tau, mask_copies=mask_copies)
+        torch.testing.assert_close(whole, want)

@@ -37,6 +37,7 @@ __all__ = [
     "l2_normalize",
     "same_item_mask",
     "sampled_softmax",
+    "sampled_softmax_items",
     "sincere",
     "supcon",
     "symmetric_info_nce",
@@ -169,6 +170,37 @@ def sampled_softmax(
             raise ValueError(f"logit_adjustment must have shape ({n},), got {tuple(logit_adjustment.shape)}")
         logits = logits + logit_adjustment.to(logits.dtype).unsqueeze(0)
     return _masked_diag_ce(logits, exclude_mask, reduction)
+
+
+def sampled_softmax_items(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    item_of: Tensor,
+    tau: float,
+    *,
+    mask_copies: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """:func:`sampled_softmax` over a batch's positives computed over its DISTINCT positive items: one (B, U)
+    similarity matrix instead of (B, B), each item counted as often as it occurs; the same loss up to
+    floating-point rounding.
+
+    ``user_emb`` (B, d): row a is a user; ``item_emb`` (U, d): the distinct positive items; ``item_of`` (B,):
+    the row of user a's positive in ``item_emb``. Row a's denominator holds every in-batch positive; with
+    ``mask_copies`` (``same_item_mask`` as ``exclude_mask``) the copies of a's own positive leave it, the
+    positive itself stays once. Normalise the rows first for the cosine form.
+    """
+    b = user_emb.shape[0]
+    if item_emb.dim() != 2 or user_emb.dim() != 2 or item_of.shape != (b,):
+        raise ValueError("need user_emb (B, d), item_emb (U, d) and item_of (B,)")
+    item_of = item_of.long()
+    logits = user_emb @ item_emb.T / tau  # (B, U)
+    pos = logits.gather(1, item_of.unsqueeze(1))  # (B, 1)
+    copies = torch.bincount(item_of, minlength=item_emb.shape[0]).to(logits.dtype)
+    weighted = logits + copies.log().unsqueeze(0)  # log(copies_j e^{s_aj}); an item no row has: -inf
+    if mask_copies:  # a's own item once: the positive, its other copies dropped
+        weighted = weighted.scatter(1, item_of.unsqueeze(1), pos)
+    return _reduce(torch.logsumexp(weighted, dim=1) - pos.squeeze(1), reduction)
 
 
 # --------------------------------------------------------------------------------------------- contrastive

@@ -120,14 +120,16 @@ class EmbeddingRecommender(Recommender):
 
     def rec_loss_terms(self, u: torch.Tensor, items_all: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """The recommendation loss chosen by ``loss.rec`` on user vectors ``u`` (B, d) and all item vectors."""
-        pos = items_all[batch["pos"]]
         if self.rec_loss == "ssm":  # in-batch sampled softmax over the batch's positives, cosine / tau
-            # copies of row a's positive elsewhere in the batch are the same item, not negatives (loss.ssm_mask)
-            copies = losses.same_item_mask(batch["pos"]) if self.ssm_mask else None
-            ssm = losses.sampled_softmax(
-                losses.l2_normalize(u), losses.l2_normalize(pos), self.tau, exclude_mask=copies
+            # copies of row a's positive elsewhere in the batch are the same item, not negatives (loss.ssm_mask);
+            # computed over the batch's distinct positives (the same loss as the (B, B) form)
+            distinct, item_of = torch.unique(batch["pos"], return_inverse=True)
+            ssm = losses.sampled_softmax_items(
+                losses.l2_normalize(u), losses.l2_normalize(items_all[distinct]), item_of, self.tau,
+                mask_copies=self.ssm_mask,
             )
             return {"ssm": ssm}
+        pos = items_all[batch["pos"]]
         if self.rec_loss == "sm":  # full softmax over the catalogue, cosine / tau
             scores = losses.l2_normalize(u) @ losses.l2_normalize(items_all).T / self.tau
             return {"sm": losses.full_softmax(scores, batch["pos"])}
