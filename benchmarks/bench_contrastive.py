@@ -1,5 +1,6 @@
-"""Symmetric InfoNCE from one similarity matrix vs its definition (two one-directional losses): forward +
-backward seconds, and the DGCLR training epoch that spends most of its step in it.
+"""Contrastive losses computed the short way vs their definition: symmetric InfoNCE from one similarity
+matrix (forward + backward, and the DGCLR epoch that spends most of its step in it) and the in-batch sampled
+softmax over the batch's distinct positives (the LightGCN-SSM and NGCF-SSM epochs).
 
     flock /tmp/symcere-heavy.lock python benchmarks/bench_contrastive.py [--data DATASET_DIR]
         [--rounds 5] [--device cpu] [--out benchmarks/results/contrastive.md]
@@ -9,7 +10,9 @@ terms, SymCERE's user-profile term and its "MM w/ InfoNCE" ablation) against
 ``0.5 * (info_nce(a, b) + info_nce(b, a))``, the definition it replaces (two matrix products, two exps and
 autograd through both). Rounds alternate the two in one process; the kernel rows use L2-normalised random
 (B, d) inputs, tau 0.2; the DGCLR row trains one epoch of DGCLR (its defaults, seeded random review features
-so no text encoder is timed) on ``--data`` with each implementation patched in.
+so no text encoder is timed) on ``--data`` with each implementation patched in. The SSM rows train one epoch
+of LightGCN and NGCF with ``loss.rec=ssm`` (defaults otherwise) with ``sampled_softmax_items`` ((B, U) over
+the distinct positives) and with ``sampled_softmax`` on the (B, B) batch and the same-item mask.
 """
 
 from __future__ import annotations
@@ -98,7 +101,52 @@ def main() -> None:
             f"| {stats(epoch['definition'])} | {stats(epoch['one matrix'])} | {stats(ratios, 3)} |", "",
             f"`{args.data}`: {ds.n_users} users, {ds.n_items} items, batch {cfg['train']['batch_size']}, "
             f"{len(batches)} steps per epoch, {args.rounds} rounds; median ratio {median(ratios):.3f}."])))
-    write_results(Path(args.out), "Symmetric InfoNCE: one similarity matrix vs the definition", sections, data)
+        sections.append(("SSM training epoch", _ssm_epochs(args, ds, data)))
+    write_results(Path(args.out), "Contrastive losses: the short way vs the definition", sections, data)
+
+
+def _ssm_epochs(args: argparse.Namespace, ds: object, data: dict) -> str:
+    import numpy as np
+    import torch
+
+    from symcere import losses
+    from symcere.config import load_config
+    from symcere.models import build_model
+    from symcere.training.sampler import InteractionSampler
+
+    shipped = losses.sampled_softmax_items
+
+    def batch_form(u, t, item_of, tau, *, mask_copies=True, reduction="mean"):  # the (B, B) definition
+        mask = losses.same_item_mask(item_of) if mask_copies else None
+        return losses.sampled_softmax(u, t[item_of], tau, exclude_mask=mask, normalize=False, reduction=reduction)
+
+    lines = ["| model | (B, B) batch s/epoch | distinct items s/epoch | ratio per round, median (min-max) |",
+             "|---|---|---|---|"]
+    data["ssm"] = {}
+    try:
+        for model in ("lightgcn", "ngcf"):
+            cfg = load_config(model, overrides=["loss.rec=ssm", f"train.device={args.device}"])
+            epoch: dict[str, list[float]] = {"batch": [], "distinct": []}
+            for _ in range(args.rounds):
+                for name, fn in (("batch", batch_form), ("distinct", shipped)):
+                    losses.sampled_softmax_items = fn
+                    torch.manual_seed(0)
+                    m = build_model(ds, cfg, progress=False).to(args.device).train()
+                    sampler = InteractionSampler(ds.matrix("train"), int(cfg["train"]["batch_size"]), 1)
+                    opt = torch.optim.Adam(m.parameters(), lr=float(cfg["train"]["lr"]))
+                    batches = [{k: v.to(args.device) for k, v in b.items()} for b in sampler.epoch(np.random.default_rng(0))]
+                    start = time.perf_counter()
+                    for b in batches:
+                        opt.zero_grad()
+                        m.loss(b)["total"].backward()
+                        opt.step()
+                    epoch[name].append(time.perf_counter() - start)
+            ratios = [d / b for d, b in zip(epoch["distinct"], epoch["batch"], strict=True)]
+            data["ssm"][model] = {**epoch, "ratio": ratios}
+            lines.append(f"| {model} | {stats(epoch['batch'])} | {stats(epoch['distinct'])} | {stats(ratios, 3)} |")
+    finally:
+        losses.sampled_softmax_items = shipped
+    return "\n".join(lines) + f"\n\nbatch 2048, threads {torch.get_num_threads()}, {args.rounds} rounds."
 
 
 if __name__ == "__main__":
