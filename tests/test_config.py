@@ -239,7 +239,9 @@ def test_runs_of_earlier_versions_migrate_to_todays_keys():
     # loss.ssm_mask was added later: an old run keeps the behaviour it had (copies of the positive kept)
     assert migrate(old) == load_config("lightgcn", overrides={"train.lr": 0.005, "loss.ssm_mask": False})
     old = yaml.safe_load(OLD_SYMCERE)
-    assert migrate(old) == load_config("symcere", overrides={"text.bf16": True})
+    # its values are kept (0.1.0's default preset), not replaced by today's defaults
+    kept = {"text.bf16": True, "train.lr": 0.005, "train.reg": 1e-4, "loss.cross_weight": 0.01, "loss.cross_tau": 0.1}
+    assert migrate(old) == load_config("symcere", overrides=kept)
     # a removed research variant at a non-neutral value is refused with the commit that has it
     old["model"]["score"] = "fused"
     with pytest.raises(SymcereError, match="model.score='fused'.*bd9493f"):

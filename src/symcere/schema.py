@@ -198,8 +198,8 @@ class SymCEREModel:
 @dataclass
 class SymCERELoss:
     cross: Literal["sincere", "infonce"] = opt("sincere", "cross-modal loss: sincere (Eq. 6-9) | infonce (Eq. 4)")
-    cross_weight: float = opt(0.01, "weight of L_cross-modal (Eq. 13 has 1)")
-    cross_tau: float = opt(0.1, "temperature of the cross-modal loss")
+    cross_weight: float = opt(0.032, "weight of L_cross-modal (Eq. 13 has 1)")
+    cross_tau: float = opt(0.27, "temperature of the cross-modal loss")
     alpha: float = opt(0.0, "weight of L_intra-modal (Eq. 13: 0.5)")
     intra_tau: float = opt(0.1, "temperature of the intra-modal InfoNCE (Eq. 10-11)")
     beta: float = opt(1.0, "weight of the ranking term (Eq. 13: 0.05)")
@@ -280,7 +280,7 @@ class SymCEREConfig(ModelConfig):
     text: TextOptions = section(TextOptions, "text side")
     loss: SymCERELoss = section(SymCERELoss, "Eq. 13")
     views: ViewOptions = section(ViewOptions, "graph view g' of the intra-modal InfoNCE (Eq. 10)")
-    train: TrainOptions = section(TrainOptions, "optimisation", lr=0.005)
+    train: TrainOptions = section(TrainOptions, "optimisation", lr=4.3e-4, reg=6.5e-4)
 
 
 #: the configuration class of each model, by name
