@@ -118,7 +118,10 @@ def main() -> None:
         export_recbole(args.data, Path(tmp) / name, name)
         for model in args.models:
             print(f"RecBole {model} ...", flush=True)
-            out = subprocess.run([str(py), __file__, "--child", tmp, name, model], capture_output=True, text=True)
+            out = subprocess.run(  # in tmp: RecBole writes log/ and log_tensorboard/ into its working directory
+                [str(py), str(Path(__file__).resolve()), "--child", tmp, name, model],
+                capture_output=True, text=True, cwd=tmp,
+            )
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
             if out.returncode != 0 or not lines:
                 raw.append({"model": model, "error": out.stderr[-2000:]})
