@@ -30,7 +30,7 @@ MODELS = ("BPR", "NeuMF", "NGCF", "LightGCN", "SGL")
 
 def child(atomic_dir: str, name: str, model_name: str) -> None:
     """Inside the RecBole venv: train ``model_name`` with RecBole's defaults, print one JSON line."""
-    from recbole_side import apply_shims
+    from recbole_side import apply_shims, protocol_config
 
     apply_shims()
     import importlib
@@ -42,29 +42,7 @@ def child(atomic_dir: str, name: str, model_name: str) -> None:
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as ckpt:
-        cfg = {
-            "data_path": atomic_dir,
-            "dataset": name,
-            "benchmark_filename": ["train", "valid", "test"],
-            "USER_ID_FIELD": "user_id",
-            "ITEM_ID_FIELD": "item_id",
-            "load_col": {"inter": ["user_id", "item_id"]},
-            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"},
-            "metrics": ["Recall", "NDCG", "Hit"],
-            "topk": [10, 20],
-            "valid_metric": "NDCG@10",
-            "device": "cpu",
-            "use_gpu": False,
-            "seed": 0,
-            "reproducibility": True,
-            "show_progress": False,
-            "checkpoint_dir": ckpt,
-            "save_dataset": False,
-            "save_dataloaders": False,
-            "log_wandb": False,
-            "worker": 0,
-            "state": "ERROR",
-        }
+        cfg = {**protocol_config(atomic_dir, name, ckpt), "metrics": ["Recall", "NDCG", "Hit"]}
         config = Config(model=model_name, dataset=name, config_dict=cfg)
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)

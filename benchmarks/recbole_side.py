@@ -42,6 +42,35 @@ def apply_shims() -> None:
     torch.load = load
 
 
+def protocol_config(atomic_dir: str, name: str, checkpoint_dir: str, device: str = "cpu") -> dict:
+    """RecBole settings of symcere's protocol, shared by every RecBole run of the benchmarks: the exported
+    split as is (NAME.{train,valid,test}.inter), full-sort evaluation at 10 and 20 with NDCG@10 selecting,
+    seed 0, quiet, nothing written beside the checkpoints."""
+    return {
+        "data_path": atomic_dir,
+        "dataset": name,
+        "benchmark_filename": ["train", "valid", "test"],
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"},
+        "topk": [10, 20],
+        "valid_metric": "NDCG@10",
+        "device": device,
+        "use_gpu": device != "cpu",
+        "gpu_id": device.partition(":")[2] or "0" if device != "cpu" else "",
+        "seed": 0,
+        "reproducibility": True,
+        "show_progress": False,
+        "checkpoint_dir": checkpoint_dir,
+        "save_dataset": False,
+        "save_dataloaders": False,
+        "log_wandb": False,
+        "worker": 0,
+        "state": "ERROR",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("atomic_dir")
@@ -66,12 +95,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as ckpt:
         cfg = {
-            "data_path": args.atomic_dir,
-            "dataset": args.name,
-            "benchmark_filename": ["train", "valid", "test"],
-            "USER_ID_FIELD": "user_id",
-            "ITEM_ID_FIELD": "item_id",
-            "load_col": {"inter": ["user_id", "item_id"]},
+            **protocol_config(args.atomic_dir, args.name, ckpt, args.device),
             "embedding_size": 64,
             "n_layers": 2,
             "reg_weight": 1e-4,
@@ -82,23 +106,8 @@ def main() -> None:
             "stopping_step": 10**6,
             "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False,
                                       "candidate_num": 0},
-            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"},
             "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"],
-            "topk": [10, 20],
-            "valid_metric": "NDCG@10",
             "eval_batch_size": 16_777_216,  # the same score-block budget as symcere's eval.max_batch_elements
-            "device": args.device,
-            "use_gpu": args.device != "cpu",
-            "gpu_id": args.device.partition(":")[2] or "0" if args.device != "cpu" else "",
-            "seed": 0,
-            "reproducibility": True,
-            "show_progress": False,
-            "checkpoint_dir": ckpt,
-            "save_dataset": False,
-            "save_dataloaders": False,
-            "log_wandb": False,
-            "worker": 0,
-            "state": "ERROR",
         }
         config = Config(model="LightGCN", dataset=args.name, config_dict=cfg)
         init_seed(config["seed"], config["reproducibility"])
