@@ -24,6 +24,7 @@ import yaml
 from symcere.config import flatten
 from symcere.errors import SymcereError
 from symcere.experiments.plan import run_dir_of, safe_name
+from symcere.experiments.tuning import own_keys
 from symcere.io import write_text
 from symcere.tables import Latex, csv_table, latex_table, markdown_table
 
@@ -90,7 +91,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _tuned_settings(out: Path, plan: dict[str, Any], ds: str, label: str) -> dict[str, Any]:
     """The saved tuned settings the final runs of ``label`` were trained with: its own study's, or for an
-    ablation its full model's minus the keys the ablation sets itself (``tuning._inherit``); ``{}`` if none."""
+    ablation its full model's minus the keys the ablation sets itself (``tuning.own_keys``); ``{}`` if none."""
     spec = plan["models"][label]
     for source in (label, spec.get("ablation_of")):
         path = out / "tuning" / safe_name(ds) / f"{safe_name(str(source))}.json" if source else None
@@ -98,7 +99,7 @@ def _tuned_settings(out: Path, plan: dict[str, Any], ds: str, label: str) -> dic
             params = dict(json.loads(path.read_text(encoding="utf-8")).get("params") or {})
             if source == label:
                 return params
-            own = set(flatten(spec.get("set") or {})) - set(flatten(plan["models"][source].get("set") or {}))
+            own = own_keys(spec.get("set"), plan["models"][source].get("set"))
             return {k: v for k, v in params.items() if k not in own}
     return {}
 

@@ -37,9 +37,7 @@ def _base_config(plan: Plan, label: str) -> dict[str, Any]:
 
 
 def _fingerprint(plan: Plan, label: str) -> str:
-    study = _study(plan, label)
-    base = config_hash(_base_config(plan, label))
-    return config_hash({**{k: v for k, v in study.items() if k != "sampler"}, "base": base, "sampler": study["sampler"]})
+    return config_hash({**_study(plan, label), "base": config_hash(_base_config(plan, label))})
 
 
 #: bumped when the sampler's settings change (saved studies of another version are re-run)
@@ -101,10 +99,16 @@ def _source(plan: Plan, label: str) -> str | None:
     return parent if parent and _has_space(plan, parent) else None
 
 
+def own_keys(ablation_set: dict[str, Any], full_set: dict[str, Any]) -> set[str]:
+    """The dotted keys an ablation sets itself (beyond its full model's ``set``): tuned values of these keys
+    are not inherited from the full model's study."""
+    return set(flatten(ablation_set or {})) - set(flatten(full_set or {}))
+
+
 def _inherit(plan: Plan, label: str, source: str, overrides: list[str]) -> list[str]:
     if source == label:
         return overrides
-    own = set(flatten(plan.models[label].set)) - {*flatten(plan.models[source].set)}
+    own = own_keys(plan.models[label].set, plan.models[source].set)
     return [o for o in overrides if o.split("=", 1)[0].strip() not in own]
 
 
