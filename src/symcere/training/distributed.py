@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from symcere.errors import ConfigError, SymcereError
+from symcere.training.seeding import cores
 
 #: the variables torchrun sets for every worker
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -138,8 +139,7 @@ def default_threads() -> int | None:
     (None when not distributed: the single-process default)."""
     if not active():
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, local_world_size()))
+    return max(1, cores() // max(1, local_world_size()))
 
 
 def resolve_training_device(spec: str | torch.device | None) -> torch.device:
