@@ -5,11 +5,11 @@ softmax over the batch's distinct positives (the LightGCN-SSM and NGCF-SSM epoch
     flock /tmp/symcere-heavy.lock python benchmarks/bench_contrastive.py [--data DATASET_DIR]
         [--rounds 5] [--device cpu] [--out benchmarks/results/contrastive.md]
 
-``symcere.losses.symmetric_info_nce`` (what ``cross_modal_loss("infonce", ...)`` runs: DGCLR's two contrastive
-terms, SymCERE's user-profile term and its "MM w/ InfoNCE" ablation) against
+``symcere.losses.symmetric_info_nce`` (DGCLR's two contrastive terms over its K channels at once, and what
+``cross_modal_loss("infonce", ...)`` runs: SymCERE's user-profile term and its "MM w/ InfoNCE" ablation) against
 ``0.5 * (info_nce(a, b) + info_nce(b, a))``, the definition it replaces (two matrix products, two exps and
-autograd through both). Rounds alternate the two in one process; the kernel rows use L2-normalised random
-(B, d) inputs, tau 0.2; the DGCLR row trains one epoch of DGCLR (its defaults, seeded random review features
+autograd through both, one channel at a time). Rounds alternate the two in one process; the kernel rows use
+L2-normalised random (B, d) or (K, B, d) inputs, tau 0.2; the DGCLR row trains one epoch of DGCLR (its defaults, seeded random review features
 so no text encoder is timed) on ``--data`` with each implementation patched in. The SSM rows train one epoch
 of LightGCN and NGCF with ``loss.rec=ssm`` (defaults otherwise) with ``sampled_softmax_items`` ((B, U) over
 the distinct positives) and with ``sampled_softmax`` on the (B, B) batch and the same-item mask.
@@ -41,15 +41,20 @@ def main() -> None:
     device = torch.device(args.device)
     torch.set_num_threads(default_threads())
 
-    def definition(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
-        return 0.5 * (losses.info_nce(a, b, tau) + losses.info_nce(b, a, tau))
+    def definition(a: torch.Tensor, b: torch.Tensor, tau: float, reduction: str = "mean") -> torch.Tensor:
+        """Eq. 4 both ways, one (B, d) problem at a time (a leading dimension, e.g. DGCLR's channels, looped)."""
+        flat = zip(a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:]), strict=True)
+        rows = [0.5 * (losses.info_nce(x, y, tau, "none") + losses.info_nce(y, x, tau, "none")) for x, y in flat]
+        per_row = torch.stack(rows).reshape(a.shape[:-1])
+        return per_row if reduction == "none" else per_row.mean() if reduction == "mean" else per_row.sum()
 
     sides = {"definition": definition, "one matrix": losses.symmetric_info_nce}
     rows, data = [], {"kernel": [], "dgclr": None, "threads": torch.get_num_threads()}
-    for b, d in ((512, 64), (2048, 16), (2048, 64)):
+    for k, b, d in ((1, 512, 64), (1, 2048, 16), (1, 2048, 64), (4, 2048, 16)):  # K: DGCLR's channels
         gen = torch.Generator().manual_seed(0)
-        x = losses.l2_normalize(torch.randn(b, d, generator=gen)).to(device).requires_grad_(True)
-        y = losses.l2_normalize(torch.randn(b, d, generator=gen)).to(device).requires_grad_(True)
+        shape = (b, d) if k == 1 else (k, b, d)
+        x = losses.l2_normalize(torch.randn(*shape, generator=gen)).to(device).requires_grad_(True)
+        y = losses.l2_normalize(torch.randn(*shape, generator=gen)).to(device).requires_grad_(True)
         times: dict[str, list[float]] = {k: [] for k in sides}
         for _ in range(args.rounds):
             for name, fn in sides.items():
@@ -59,10 +64,10 @@ def main() -> None:
                     fn(x, y, 0.2).backward()
                 times[name].append((time.perf_counter() - start) / 5)
         ratios = [n / o for n, o in zip(times["one matrix"], times["definition"], strict=True)]
-        data["kernel"].append({"B": b, "d": d, **times, "ratio": ratios})
-        rows.append(f"| {b} x {d} | {stats(times['definition'])} | {stats(times['one matrix'])} | {stats(ratios, 3)} |")
+        data["kernel"].append({"K": k, "B": b, "d": d, **times, "ratio": ratios})
+        rows.append(f"| {'' if k == 1 else f'{k} x '}{b} x {d} | {stats(times['definition'])} | {stats(times['one matrix'])} | {stats(ratios, 3)} |")
     body = "\n".join([
-        "| B x d | definition s | one matrix s | ratio per round, median (min-max) |", "|---|---|---|---|", *rows])
+        "| (K x) B x d | definition s | one matrix s | ratio per round, median (min-max) |", "|---|---|---|---|", *rows])
     sections = [("forward + backward", body + f"\n\n{args.rounds} rounds x 5 calls, threads {data['threads']}.")]
 
     if args.data:
@@ -71,16 +76,16 @@ def main() -> None:
 
         ds = Dataset.load(args.data)
         cfg = load_config("dgclr", overrides=["model.text_features=random", f"train.device={args.device}"])
-        shipped = losses.cross_modal_loss
-        patched = {"definition": lambda kind, g, t, masks, tau: definition(g, t, tau), "one matrix": shipped}
+        shipped = losses.symmetric_info_nce
+        patched = {"definition": definition, "one matrix": shipped}
         epoch: dict[str, list[float]] = {k: [] for k in patched}
         try:
             for _ in range(args.rounds):
                 for name, fn in patched.items():
-                    losses.cross_modal_loss = fn
+                    losses.symmetric_info_nce = fn
                     epoch[name].append(_train_epoch(ds, cfg, args.device))
         finally:
-            losses.cross_modal_loss = shipped
+            losses.symmetric_info_nce = shipped
         ratios = [n / o for n, o in zip(epoch["one matrix"], epoch["definition"], strict=True)]
         data["dgclr"] = {"data": args.data, "n_users": ds.n_users, "n_items": ds.n_items, **epoch, "ratio": ratios}
         sections.append(("DGCLR training epoch", "\n".join([

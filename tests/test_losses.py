@@ -168,6 +168,33 @@ def test_symmetric_losses_from_one_matrix_equal_both_directions(scale: float) ->
         symmetric_info_nce(x, y[:9], 0.2)
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0])  # 40: beyond one exp shift (per-row / per-column shifts)
+def test_symmetric_info_nce_batched_equals_one_problem_at_a_time(scale: float) -> None:
+    """Leading dimensions (DGCLR's channels) are independent problems: values, per-row losses and gradients
+    equal the loop over them; gradcheck in float64 on both exp paths."""
+    gen = torch.Generator().manual_seed(11)
+    for shape in ((3, 8, 5), (2, 3, 6, 4)):
+        a = (l2_normalize(torch.randn(*shape, generator=gen, dtype=torch.float64)) * scale).requires_grad_(True)
+        b = (l2_normalize(torch.randn(*shape, generator=gen, dtype=torch.float64)) * scale).requires_grad_(True)
+        flat_a, flat_b = a.reshape(-1, *shape[-2:]), b.reshape(-1, *shape[-2:])
+        rows = symmetric_info_nce(a, b, 0.1, "none")
+        assert rows.shape == shape[:-1]
+        want_rows = torch.stack([
+            0.5 * (info_nce(x, y, 0.1, "none") + info_nce(y, x, 0.1, "none")) for x, y in zip(flat_a, flat_b, strict=True)
+        ]).reshape(shape[:-1])
+        assert torch.allclose(rows, want_rows, rtol=1e-10, atol=1e-10)
+        got, want = symmetric_info_nce(a, b, 0.1), want_rows.mean()
+        for g1, g2 in zip(torch.autograd.grad(got, (a, b)), torch.autograd.grad(want, (a, b)), strict=True):
+            assert torch.allclose(g1, g2, rtol=1e-8, atol=1e-10)
+        assert torch.allclose(symmetric_info_nce(a, b, 0.1, "sum"), want_rows.sum())
+        x, y = (v.detach().clone().requires_grad_(True) for v in (a, b))
+        assert torch.autograd.gradcheck(lambda p, q: symmetric_info_nce(p, q, 0.3, "none"), (x, y))
+    with pytest.raises(ValueError, match="one shape"):
+        symmetric_info_nce(a, b[..., :-1, :], 0.2)
+    with pytest.raises(ValueError, match=r"\(B, d\)"):  # the masked form stays one (B, d) problem
+        symmetric_sincere(a, b, None, torch.zeros(6, 6, dtype=torch.bool), 0.2)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_sincere_equals_loop_oracle(seed: int) -> None:
     b, n = 9, 9 + seed  # also rectangular: extra candidates are negatives only

@@ -270,19 +270,56 @@ def symmetric_sincere(
 def symmetric_info_nce(a: Tensor, b: Tensor, tau: float, reduction: Reduction = "mean") -> Tensor:
     """0.5 * (info_nce(a, b) + info_nce(b, a)) (Eq. 4 in both directions, the InfoNCE form of Eq. 9).
 
-    ``a`` and ``b`` are (B, d); row a's positive is row a of the other side. Computed as SINCERE that excludes
-    nothing (:func:`symmetric_sincere_items` with every row its own item): one similarity matrix, one exp
-    and a fused backward serve both directions.
+    ``a`` and ``b`` are (..., B, d); row a's positive is row a of the other side. Leading dimensions are
+    independent problems (e.g. DGCLR's K channels, (K, B, d)); ``"none"`` returns the (..., B) per-row losses,
+    ``"mean"`` / ``"sum"`` reduce over all of them. One similarity matrix, one exp and a fused backward serve
+    both directions (:class:`_SymmetricInfoNCE`).
     """
-    _check_square(a, b)
-    n = a.shape[0]
-    own = torch.arange(n, device=a.device)
-    return symmetric_sincere_items(a, b, own, torch.eye(n, dtype=torch.bool, device=a.device), tau, reduction)
+    _check_square(a, b, batched=True)
+    return _reduce(_SymmetricInfoNCE.apply(a, b, float(tau)), reduction)
 
 
-def _check_square(a: Tensor, b: Tensor) -> None:
-    if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f"a symmetric loss needs two (B, d) tensors of one shape, got {tuple(a.shape)} and "
+class _SymmetricInfoNCE(torch.autograd.Function):
+    """Per-row 0.5 * (L_{a->b} + L_{b->a}) of :func:`symmetric_info_nce` in a few passes over one (..., B, B)
+    matrix: InfoNCE's denominators hold the positive, so nothing is masked."""
+
+    @staticmethod
+    def forward(ctx: object, a: Tensor, b: Tensor, tau: float) -> Tensor:
+        a_tau = a / tau
+        logits = torch.matmul(a_tau, b.transpose(-1, -2))  # (..., B, B) similarities / tau
+        pos = (a_tau * b).sum(dim=-1)  # (..., B) the diagonal
+        bound = float(a_tau.norm(dim=-1).max() * b.norm(dim=-1).max()) if a.numel() else 0.0
+        if 2 * bound < 0.9 * -math.log(torch.finfo(logits.dtype).tiny):  # one shift for rows and columns
+            e_row = e_col = logits.sub_(bound).exp_()
+            row_shift = col_shift = logits.new_tensor(bound)
+        else:
+            row_shift, col_shift = logits.amax(dim=-1), logits.amax(dim=-2)
+            e_row = (logits - row_shift.unsqueeze(-1)).exp_()
+            e_col = logits.sub_(col_shift.unsqueeze(-2)).exp_()
+        d_row, d_col = e_row.sum(dim=-1), e_col.sum(dim=-2)
+        ctx.save_for_backward(a_tau, b, e_row, e_col, d_row, d_col)
+        ctx.tau, ctx.shared = tau, e_row is e_col
+        return 0.5 * (torch.log(d_row) + row_shift + torch.log(d_col) + col_shift) - pos
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> tuple[Tensor | None, ...]:
+        a_tau, b, e_row, e_col, d_row, d_col = ctx.saved_tensors
+        w = 0.5 * grad
+        r, q = (w / d_row).unsqueeze(-1), (w / d_col).unsqueeze(-2)
+        if ctx.shared:  # d logits = e * (r 1^T + 1 q^T) - diag(grad)
+            d_logits = (r + q).mul_(e_row)
+        else:
+            d_logits = torch.mul(e_row, r).addcmul_(e_col, q)
+        d_logits.diagonal(dim1=-2, dim2=-1).sub_(grad)
+        d_a = torch.matmul(d_logits, b).div_(ctx.tau)
+        d_b = torch.matmul(d_logits.transpose(-1, -2), a_tau)
+        return d_a, d_b, None
+
+
+def _check_square(a: Tensor, b: Tensor, batched: bool = False) -> None:
+    if (a.dim() < 2 if batched else a.dim() != 2) or a.shape != b.shape:
+        shape = "(..., B, d)" if batched else "(B, d)"
+        raise ValueError(f"a symmetric loss needs two {shape} tensors of one shape, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
 
 

@@ -186,9 +186,7 @@ class DGCLR(EmbeddingRecommender):
     def _channel_nce(self, g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Mean over channels of the symmetric InfoNCE between channel k of ``g`` and of ``r`` (n, K, c)."""
         n = losses.l2_normalize
-        return torch.stack(
-            [losses.cross_modal_loss("infonce", n(g[:, k]), n(r[:, k]), None, self.cl_tau) for k in range(self.k)]
-        ).mean()
+        return losses.symmetric_info_nce(n(g).transpose(0, 1), n(r).transpose(0, 1), self.cl_tau)  # (K, n, c)
 
     def _independence(self, z: torch.Tensor) -> torch.Tensor:
         """Mean squared Pearson correlation between dimensions of different channels over rows of z (n, K, c)."""
