@@ -92,6 +92,30 @@ def test_plan_paths_and_ablation_inheritance(tmp_path: Path) -> None:
     assert cfg["model"]["backbone"] == "ngcf" and cfg["model"]["normalize"] is False and cfg["seed"] == 3
 
 
+def test_table3_rows_name_their_full_model_and_their_own_backbone(tmp_path: Path) -> None:
+    """An ablation that swaps the graph encoder ("LightGCN backbone" of an NGCF model) is listed under its full
+    model with the backbone it trained, not its full model's."""
+    from symcere.experiments.report_tables import table3
+
+    plan = {
+        "datasets": {"d": {"path": "data/d"}},
+        "models": {
+            "sym": {"model": "symcere", "set": ["model.backbone=ngcf"], "role": "ours"},
+            "sym_wo_norm": {"ablation_of": "sym", "ablation_name": "w/o Norm", "set": ["model.normalize=false"]},
+            "sym_lgcn": {"ablation_of": "sym", "ablation_name": "LightGCN backbone", "set": ["model.backbone=lightgcn"]},
+        },
+    }
+    summary = load_plan(_write(tmp_path, plan)).summary()
+    assert summary["models"]["sym_lgcn"]["backbone"] == "LightGCN" and summary["models"]["sym"]["backbone"] == "NGCF"
+    records = [{"dataset": "d", "model": m, "status": "finished", "test ndcg@10": v, "test hr@10": 2 * v}
+               for m, v in (("sym", 0.04), ("sym_wo_norm", 0.03), ("sym_lgcn", 0.05))]
+    rows = table3(summary, records, show_std=False)
+    got = [(r["model"], r["full"], r["backbone"], r["variant"]) for r in rows["csv"]]
+    assert got == [("sym", "sym", "NGCF", "Full"), ("sym_lgcn", "sym", "LightGCN", "LightGCN backbone"),
+                   ("sym_wo_norm", "sym", "NGCF", "w/o Norm")]  # in the plan's order (written sorted here)
+    assert [r["NDCG@10 drop (%)"] for r in rows["md"]] == ["", "-25.00", "25.00"]
+
+
 def test_shipped_plans_are_valid() -> None:
     for name in ("quick", "paper", "symcere_study", "study"):
         plan = load_plan(REPO / "experiments" / f"{name}.yaml")
@@ -243,6 +267,11 @@ def test_tables_do_not_count_a_seed_trained_before_its_model_was_retuned(
     assert after["mf", "0"]["status"] == after["mf_l2", "0"]["status"] == "finished"  # the ablation inherits lr
     cell = next(r for r in csv.DictReader((out / "tables" / "table2.csv").open()) if r["metric"] == "test ndcg@10")
     assert (cell["mf n"], float(cell["mf mean"])) == ("1", float(rows["mf", "0"]["test ndcg@10"]))
+    # --tables-only follows the plan as written now: a renamed ablation is renamed in Table 3, nothing retrains
+    plan_dict["models"]["mf_l2"]["ablation_name"] = "L2 x 10"
+    main(["experiment", str(_write(tmp_path, plan_dict)), "--tables-only", "--quiet"])
+    assert "| L2 x 10 |" in (out / "tables" / "table3.md").read_text()
+    assert "more L2" not in (out / "tables" / "table3.md").read_text()
 
 
 def test_every_study_has_its_own_sampler_seed_and_tpe_starts_within_the_budget() -> None:

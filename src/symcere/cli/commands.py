@@ -304,7 +304,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan, args.out)
     if args.tables_only:
         from symcere.experiments.report_tables import write_tables
+        from symcere.io import write_json
 
+        summary = plan.out / "plan.json"
+        try:
+            ours = summary.is_file() and "plan_file" in json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            ours = False
+        if ours:  # the tables follow the plan as written now (names, backbones)
+            write_json(summary, plan.summary())
         _print_tables(write_tables(plan.out, show_std=args.std))
         return 0
     from symcere.experiments.runner import run_plan

@@ -210,16 +210,17 @@ def _model(c: _Checker, label: str, raw: Any, full: ModelSpec | None) -> ModelSp
         role=role,
         ablation_of=parent,
         ablation_name=str(raw.get("ablation_name", label)) if parent else None,
-        backbone=raw.get("backbone", full.backbone if full else None),
+        backbone=raw.get("backbone"),
         seeds=_seeds(c, raw["seeds"], f"{key}.seeds") if "seeds" in raw else None,
     )
     try:
         cfg = spec.config(0)
     except SymcereError as exc:
         c.fail(key, str(exc))
-    if spec.backbone is None:
+    if spec.backbone is None:  # its own graph encoder: an ablation may change the backbone (Table 3)
         name = str(cfg["model"].get("backbone") or model)
-        spec.backbone = _BACKBONES.get(name, name)
+        same = full is not None and str(full.config(0)["model"].get("backbone") or full.model) == name
+        spec.backbone = full.backbone if same else _BACKBONES.get(name, name)
     return spec
 
 

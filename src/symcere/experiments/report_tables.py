@@ -2,8 +2,8 @@
 
 Written to ``out/tables/``: ``table2.{md,csv,tex}`` (datasets x {HR@10, NDCG@10}, baselines then 'ours',
 best bold, second underlined, ``Max. Improv. (%)`` of the best 'ours' over the best baseline, a dagger when
-both paired tests over users give p < 0.05), ``table3.*`` (ablations: Full vs each ablation per backbone,
-with the drop % vs Full), ``significance.csv``, ``tuning.csv`` and the long ``results.csv``. A cell is the
+both paired tests over users give p < 0.05), ``table3.*`` (ablations: Full vs each ablation per full model,
+each row with its own backbone, with the drop % vs Full), ``significance.csv``, ``tuning.csv`` and the long ``results.csv``. A cell is the
 mean over the finished seeds; a cell with a diverged seed reads ``diverged``, one whose runs all crashed
 ``failed``, one without runs ``-``. A seed trained with other tuned settings than the study's saved choice
 (its model was re-tuned and the seed not yet retrained) is ``stale`` and not counted.
@@ -287,18 +287,17 @@ def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) 
     """Ablations: for each full model with ablations, Full then each ablation, with the drop % vs Full."""
     models = plan["models"]
     fulls = list(dict.fromkeys(m["ablation_of"] for m in models.values() if m.get("ablation_of")))
-    backbones = [models[f]["backbone"] for f in fulls]
     rows: dict[str, list[dict[str, Any]]] = {"md": [], "tex": [], "csv": []}
     datasets = [d for d in plan["datasets"] if any(r["dataset"] == d for r in records)]
     for ds in datasets:
-        for full, backbone in zip(fulls, backbones, strict=True):
-            group = backbone if backbones.count(backbone) == 1 else f"{backbone} ({full})"
+        for full in fulls:
             variants = [full] + [m for m, spec in models.items() if spec.get("ablation_of") == full]
             cells = {key: _cells(records, ds, variants, key) for _, key in METRICS}
             for v in variants:
                 name = "Full" if v == full else models[v]["ablation_name"]
                 out_row = {"md": {}, "tex": {}}
-                csv_row: dict[str, Any] = {"dataset": ds, "backbone": group, "variant": name, "model": v}
+                backbone = models[v]["backbone"]  # the row's own: "NGCF backbone" ablations say NGCF
+                csv_row: dict[str, Any] = {"dataset": ds, "full": full, "backbone": backbone, "variant": name, "model": v}
                 for metric, key in reversed(METRICS):  # NDCG@10 first, as in the paper
                     c, f = cells[key][v], cells[key][full]
                     drop = 100.0 * (1.0 - c.mean / f.mean) if v != full and c.ok and f.ok and f.mean > 0 else None
@@ -309,7 +308,7 @@ def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) 
                     csv_row.update({f"{metric} mean": _num(c.mean), f"{metric} std": _num(c.std)})
                     csv_row[f"{metric} drop_pct"] = drop
                 for fmt in ("md", "tex"):
-                    rows[fmt].append({"Dataset": ds, "Backbone": group, "Variant": name, **out_row[fmt]})
+                    rows[fmt].append({"Dataset": ds, "Model": full, "Backbone": backbone, "Variant": name, **out_row[fmt]})
                 rows["csv"].append(csv_row)
     return rows
 
