@@ -36,6 +36,10 @@ def test_excluded_items_equals_the_dense_relation(seed: int) -> None:
         [[int(j) == int(p) or bool(dense[int(u), int(j)]) for j in items] for u, p in zip(users, pos, strict=True)]
     )
     assert got.dtype == torch.bool and torch.equal(got, want)
+    flat = UserHistory.from_scipy(hist).excluded_flat(users, pos, items)  # the same relation as positions
+    assert flat.dtype == torch.long and torch.equal(torch.unique(flat), want.view(-1).nonzero().squeeze(1))
+    outside = UserHistory.from_scipy(hist).excluded_items(torch.tensor([-1, 99]), torch.tensor([-3, 2]), items)
+    assert torch.equal(outside, torch.stack([torch.zeros(len(items), dtype=torch.bool), items == 2]))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -58,6 +62,10 @@ def test_item_form_equals_the_batch_form(seed: int, tau: float, scale: float) ->
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-9)
     rows = symmetric_sincere_items(g, t_items, inverse, history.excluded_items(users, pos, items), tau, "none")
     assert rows.shape == (len(pos),)
+    flat = symmetric_sincere_items(g, t_items, inverse, history.excluded_flat(users, pos, items), tau, "none")
+    assert torch.equal(flat, rows)  # positions or mask: the same entries set, the same numbers
+    with pytest.raises(ValueError, match="flat excluded positions"):
+        symmetric_sincere_items(g, t_items, inverse, torch.tensor([len(pos) * len(items)]), tau)
 
 
 def test_everything_excluded_gives_zero_loss_and_zero_grads() -> None:

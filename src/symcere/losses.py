@@ -336,16 +336,31 @@ def symmetric_sincere_items(
 
     ``g`` (B, d): normalised g_{u_a,i_a}; ``t_items`` (U, d): normalised texts of the distinct items;
     ``item_of`` (B,): column of i_a in ``t_items``; ``excluded`` (B, U) bool: item j is no true negative of
-    interaction a, ``j == i_a or j in history(u_a)`` (:meth:`UserHistory.excluded_items`). Why it is exact:
+    interaction a, ``j == i_a or j in history(u_a)`` (:meth:`UserHistory.excluded_items`), or the same relation
+    as 1-D int64 positions ``a * U + j`` in the row-major (B, U) matrix (:meth:`UserHistory.excluded_flat`, the
+    fast form: a few per cent of the entries are excluded). Why it is exact:
     copies of one item in the batch are all excluded together or all kept, so in L_{G->T} (Eq. 7) a kept item
     counts as often as it occurs; in L_{T->G} (Eq. 8) the anchors t_{i_a} of one item share their candidate set
     {g_b : not excluded[b, i_a]}. The positive <g_a, t_{i_a}> / tau is added to each denominator.
     """
     b = g.shape[0]
-    if t_items.dim() != 2 or excluded.shape != (b, t_items.shape[0]) or item_of.shape != (b,):
-        raise ValueError("need g (B, d), t_items (U, d), item_of (B,) and excluded (B, U)")
-    per_row = _SincereItems.apply(g, t_items, item_of.long(), excluded.to(torch.bool), float(tau))
+    flat = excluded.dim() == 1 and not excluded.dtype.is_floating_point and excluded.dtype != torch.bool
+    if t_items.dim() != 2 or item_of.shape != (b,) or not (flat or excluded.shape == (b, t_items.shape[0])):
+        raise ValueError("need g (B, d), t_items (U, d), item_of (B,) and excluded (B, U) bool or flat positions")
+    if flat and excluded.numel() and not (0 <= int(excluded.min()) and int(excluded.max()) < b * t_items.shape[0]):
+        raise ValueError(f"flat excluded positions must lie in [0, B * U) = [0, {b * t_items.shape[0]})")
+    excluded = excluded.long() if flat else excluded.to(torch.bool)
+    per_row = _SincereItems.apply(g, t_items, item_of.long(), excluded, float(tau))
     return _reduce(per_row, reduction)
+
+
+def _exclude(m: Tensor, excluded: Tensor, value: float) -> Tensor:
+    """Set the excluded entries of the contiguous matrix ``m`` to ``value`` in place: a (B, U) bool mask, or flat
+    positions (one index_fill_ over a few per cent of the entries instead of a pass over all of them)."""
+    if excluded.dtype == torch.bool:
+        return m.masked_fill_(excluded, value)
+    m.view(-1).index_fill_(0, excluded, value)
+    return m
 
 
 class _SincereItems(torch.autograd.Function):
@@ -363,10 +378,10 @@ class _SincereItems(torch.autograd.Function):
         bound = float(g_tau.norm(dim=1).max() * t.norm(dim=1).max()) if g.numel() and t.numel() else 0.0
         if 2 * bound < 0.9 * -math.log(torch.finfo(logits.dtype).tiny):
             row_max = col_max = logits.new_tensor(bound)
-            e_row = e_col = logits.sub_(bound).exp_().masked_fill_(excluded, 0.0)
+            e_row = e_col = _exclude(logits.sub_(bound).exp_(), excluded, 0.0)
             shift = row_max.expand_as(pos)
         else:
-            logits.masked_fill_(excluded, float("-inf"))
+            _exclude(logits, excluded, float("-inf"))
             row_max = torch.maximum(logits.amax(dim=1), pos)
             pos_max = torch.full_like(copies, float("-inf")).scatter_reduce_(0, item_of, pos, "amax")
             col_max = torch.maximum(logits.amax(dim=0), pos_max)
@@ -427,6 +442,13 @@ def supcon(
 
 
 # --------------------------------------------------------------------------------------------- masks
+def _ranges(start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """Concatenated ranges ``start[r] .. start[r] + count[r] - 1``: (owner r of each position, the positions)."""
+    owner = torch.repeat_interleave(torch.arange(len(count), device=count.device), count)
+    offsets = torch.repeat_interleave(start - torch.cumsum(count, 0) + count, count)
+    return owner, torch.arange(int(count.sum()), device=count.device) + offsets
+
+
 class UserHistory:
     """Vectorised membership test "item in history(user)" over a CSR user x item matrix.
 
@@ -501,29 +523,39 @@ class UserHistory:
     def excluded_items(self, users: Tensor, pos: Tensor, items: Tensor) -> Tensor:
         """(B, U) bool for interactions ``(users[a], pos[a])`` and distinct items ``items`` (U,):
         ``items[j] == pos[a] or items[j] in history(users[a])``, the exclusions of
-        :func:`symmetric_sincere_items`. Built from the batch users' history rows, not from B x U searches."""
+        :func:`symmetric_sincere_items` (the dense form of :meth:`excluded_flat`)."""
+        b, n = users.numel(), items.numel()
+        out = torch.zeros(b * n, dtype=torch.bool, device=users.device)
+        out[self.excluded_flat(users, pos, items)] = True
+        return out.view(b, n)
+
+    def excluded_flat(self, users: Tensor, pos: Tensor, items: Tensor) -> Tensor:
+        """The relation of :meth:`excluded_items` as 1-D int64 positions ``a * U + j`` of its True entries (some
+        may repeat), built from the batch users' history rows: no (B, U) pass."""
         users, pos, items = users.reshape(-1).long(), pos.reshape(-1).long(), items.reshape(-1).long()
-        dev = users.device
+        dev, b, n = users.device, users.numel(), items.numel()
+        if b == 0 or n == 0 or self.n_items == 0:
+            return torch.zeros(0, dtype=torch.long, device=dev)
+        column = torch.full((self.n_items,), -1, dtype=torch.long, device=dev)  # item id -> j, or -1
+        ok = (items >= 0) & (items < self.n_items)
+        column[items[ok]] = torch.arange(n, device=dev)[ok]
+        own = torch.where((pos >= 0) & (pos < self.n_items), column[pos.clamp(0, self.n_items - 1)], -1)
+        rows = torch.arange(b, device=dev)
+        parts = [(rows * n + own)[own >= 0]]  # j == pos[a]
         keys = self.keys.to(dev)
         uu, u_inv = torch.unique(users, return_inverse=True)
-        out = torch.zeros(len(uu), len(items), dtype=torch.bool, device=dev)
         inside = (uu >= 0) & (uu < self.n_users)
-        if keys.numel() and bool(inside.any()):
+        if keys.numel() and bool(inside.any()):  # j in history(u_a): the distinct users' key ranges ...
             lo = torch.searchsorted(keys, uu * self.n_items)
-            hi = torch.searchsorted(keys, (uu + 1) * self.n_items)
-            hi = torch.where(inside, hi, lo)
-            count = hi - lo
-            row = torch.repeat_interleave(torch.arange(len(uu), device=dev), count)
-            at = torch.arange(int(count.sum()), device=dev) + torch.repeat_interleave(
-                lo - torch.cumsum(count, 0) + count, count
-            )
-            column = torch.full((self.n_items,), -1, dtype=torch.long, device=dev)
-            ok = (items >= 0) & (items < self.n_items)
-            column[items[ok]] = torch.arange(len(items), device=dev)[ok]
+            count = torch.where(inside, torch.searchsorted(keys, (uu + 1) * self.n_items), lo) - lo
+            user_of, at = _ranges(lo, count)
             col = column[keys[at] % self.n_items]
             hit = col >= 0
-            out[row[hit], col[hit]] = True
-        return out[u_inv] | (pos.unsqueeze(1) == items.unsqueeze(0))
+            user_of, col = user_of[hit], col[hit]  # sorted by distinct user
+            n_hit = torch.bincount(user_of, minlength=len(uu))
+            row_of, k = _ranges((torch.cumsum(n_hit, 0) - n_hit)[u_inv], n_hit[u_inv])  # ... copied to each a
+            parts.append(row_of * n + col[k])
+        return torch.cat(parts)
 
     def contains(self, users: Tensor, items: Tensor) -> Tensor:
         """Pairwise (B_u, B_i) bool: ``out[a, b] = items[b] in history(users[a])``.

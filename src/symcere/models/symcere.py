@@ -167,7 +167,7 @@ class SymCERE(EmbeddingRecommender):
         if t_items is not None:
             g, t = self._sphere(anchor), self._sphere(t_items)
             if self.cross == "sincere":  # Eq. 7-9 over the distinct items: (B, U) instead of (B, B), same loss
-                excluded = self.history.excluded_items(users, pos, items)
+                excluded = self.history.excluded_flat(users, pos, items)
                 cross = losses.symmetric_sincere_items(g, t, item_of, excluded, self.cross_tau)
             else:
                 cross = losses.cross_modal_loss(self.cross, g, t[item_of], None, self.cross_tau)
