@@ -8,6 +8,11 @@ beforehand and not timed); rounds alternate LightGCN and SymCERE, ``--epochs`` e
 sampler, batch size (SymCERE's 2048) and number of layers (3); each model runs on its default threads
 (``symcere.training.seeding.default_threads``) and, as a second row, both on every core. ``--profile`` adds
 the operators that take SymCERE's step time (torch.profiler, one epoch).
+
+The floor: SymCERE's step is LightGCN's step plus the cross-modal term, whose (B, U) similarity matrix over the
+batch's B interactions and U distinct items costs at least one matrix product forward, two backward and one
+exp, whatever the implementation; the bench times exactly those four operations on each batch of an epoch at
+SymCERE's threads and reports (LightGCN + floor) / LightGCN, a lower bound on the ratio.
 """
 
 from __future__ import annotations
@@ -69,6 +74,19 @@ def main() -> None:
                     float(v.detach())
             return time.perf_counter() - t0
 
+        def floor(rng: np.random.Generator, models: dict = models) -> float:
+            """Seconds of the cross-modal term's irreducible arithmetic over one epoch's batches."""
+            m, _, sampler = models["symcere"]
+            total = 0.0
+            for batch in sampler.epoch(rng):
+                b, u = len(batch["pos"]), int(torch.unique(batch["pos"]).numel())
+                g, t = torch.randn(b, m.encoder.out_dim, device=args.device), torch.randn(u, m.encoder.out_dim, device=args.device)
+                t0 = time.perf_counter()
+                s = torch.mm(g, t.T).exp_()
+                torch.mm(s, t), torch.mm(s.T, g)
+                total += time.perf_counter() - t0
+            return total
+
         rows: dict[str, list[float]] = {}
         rng = np.random.default_rng(0)
         for setting in ("default threads", f"{cores()} threads both"):
@@ -77,14 +95,17 @@ def main() -> None:
                     torch.set_num_threads(threads[name] if setting == "default threads" else cores())
                     times = [epoch(name, rng, r * args.epochs + e + 1) for e in range(args.epochs)]
                     rows.setdefault(f"{setting}|{name}", []).append(median(times))
-        lines = ["| threads | LightGCN s/epoch | SymCERE s/epoch | ratio per round, median (min-max) |",
-                 "|---|---|---|---|"]
+                torch.set_num_threads(threads["symcere"] if setting == "default threads" else cores())
+                rows.setdefault(f"{setting}|floor", []).append(median([floor(rng) for _ in range(args.epochs)]))
+        lines = ["| threads | LightGCN s/epoch | SymCERE s/epoch | ratio per round, median (min-max) | cross-modal "
+                 "floor s/epoch | lower bound on the ratio |", "|---|---|---|---|---|---|"]
         for setting in ("default threads", f"{cores()} threads both"):
-            a, b = rows[f"{setting}|lightgcn"], rows[f"{setting}|symcere"]
+            a, b, f = rows[f"{setting}|lightgcn"], rows[f"{setting}|symcere"], rows[f"{setting}|floor"]
             ratios = [y / x for x, y in zip(a, b, strict=True)]
+            bounds = [(x + z) / x for x, z in zip(a, f, strict=True)]
             label = setting if setting != "default threads" else (
                 f"default (LightGCN {threads['lightgcn']}, SymCERE {threads['symcere']})")
-            lines.append(f"| {label} | {stats(a)} | {stats(b)} | {stats(ratios, 2)} |")
+            lines.append(f"| {label} | {stats(a)} | {stats(b)} | {stats(ratios, 2)} | {stats(f)} | {stats(bounds, 2)} |")
         body = "\n".join(lines) + (f"\n\n{ds.n_users} users, {ds.n_items} items, {n_train} training interactions, "
                                    f"batch 2048 ({len(models['symcere'][2])} steps per epoch), {args.rounds} rounds "
                                    f"x {args.epochs} epochs per model.")
