@@ -124,15 +124,13 @@ class Dataset:
 
     def _with_text(self, file: str) -> pd.DataFrame:
         """The table of ``file`` with its text column, read from the dataset directory on first use."""
-        frame = self._interactions if file == "interactions.parquet" else self._items
-        column = self.TEXT_COLUMNS[file]
+        attr, order = ("_items", "item") if file == "items.parquet" else ("_interactions", None)
+        frame, column = getattr(self, attr), self.TEXT_COLUMNS[file]
         if column in frame.columns or self.path is None:
             return frame
-        try:
-            if file == "items.parquet":  # the items were sorted by index when loaded: align the same way
-                text = pd.read_parquet(self.path / file, columns=["item", column]).sort_values("item")[column]
-            else:
-                text = pd.read_parquet(self.path / file, columns=[column])[column]
+        try:  # the items were sorted by index when loaded: align the same way
+            table = pd.read_parquet(self.path / file, columns=[order, column] if order else [column])
+            text = (table.sort_values(order) if order else table)[column]
         except Exception as exc:  # pyarrow raises several types; the directory changed since load()
             raise SymcereError(f"{self.path / file}: cannot read the {column!r} column ({exc})") from None
         if len(text) != len(frame):
@@ -140,10 +138,7 @@ class Dataset:
                 f"{self.path / file}: changed since the dataset was loaded ({len(text)} rows, expected {len(frame)})"
             )
         frame = frame.assign(**{column: text.to_numpy()})[self._column_order.get(file, [*frame.columns, column])]
-        if file == "items.parquet":
-            self._items = frame
-        else:
-            self._interactions = frame
+        setattr(self, attr, frame)
         return frame
 
     @classmethod
