@@ -70,9 +70,12 @@ def main() -> None:
         table.append(f"| {name} | {stats([r['epoch_seconds'] for r in rs], 1)} | "
                      f"{stats([r['process_seconds'] for r in rs], 1)} | {stats([r['peak_rss_mb'] for r in rs], 0)} | "
                      f"{rs[0]['steps']} |")
-    what = ("(MiniLM, concat item text, batch 1024, alpha 0.5: every step encodes each distinct item's text and one "
-            "masked view)" if args.preset == "paper" else "(MiniLM, each item's text the mean of its training reviews' "
-            "embeddings, batch 2048, alpha 0: every step encodes every training review of the batch's distinct items)")
+    what = {
+        "paper": "(MiniLM, concat item text, batch 1024, alpha 0.5: every step encodes each distinct item's text and "
+                 "one masked view)",
+        "default": "(MiniLM, each item's text the mean of its training reviews' embeddings, batch 2048, alpha 0: "
+                   "every step encodes every training review of the batch's distinct items)",
+    }.get(args.preset, "")
     body = "\n".join(table) + f"\n\nMedian (min-max) over {args.rounds} rounds, `--preset {args.preset}` {what}, " \
         f"one epoch on {args.data}"
     write_results(Path(args.out), "LoRA fine-tuning of the text encoder on a CPU", [("Epoch", body)],

@@ -11,8 +11,10 @@ the operators that take SymCERE's step time (torch.profiler, one epoch).
 
 The floor: SymCERE's step is LightGCN's step plus the cross-modal term, whose (B, U) similarity matrix over the
 batch's B interactions and U distinct items costs at least one matrix product forward, two backward and one
-exp, whatever the implementation; the bench times exactly those four operations on each batch of an epoch at
-SymCERE's threads and reports (LightGCN + floor) / LightGCN, a lower bound on the ratio.
+exp, whatever the implementation; the bench times exactly those four operations on an epoch's batches (the
+same sizes as the training epochs') at SymCERE's threads and reports (LightGCN + floor) / LightGCN: a lower
+bound on the ratio as long as LightGCN's own part of SymCERE's step is no faster at SymCERE's threads than
+LightGCN at its own (true when the thread defaults are the faster setting, as measured in threads.md).
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ def main() -> None:
                     float(v.detach())
             return time.perf_counter() - t0
 
+        def sync() -> None:
+            if torch.device(args.device).type == "cuda":
+                torch.cuda.synchronize()
+
         def floor(rng: np.random.Generator, models: dict = models) -> float:
             """Seconds of the cross-modal term's irreducible arithmetic over one epoch's batches."""
             m, _, sampler = models["symcere"]
@@ -81,9 +87,11 @@ def main() -> None:
             for batch in sampler.epoch(rng):
                 b, u = len(batch["pos"]), int(torch.unique(batch["pos"]).numel())
                 g, t = torch.randn(b, m.encoder.out_dim, device=args.device), torch.randn(u, m.encoder.out_dim, device=args.device)
+                sync()
                 t0 = time.perf_counter()
                 s = torch.mm(g, t.T).exp_()
                 torch.mm(s, t), torch.mm(s.T, g)
+                sync()
                 total += time.perf_counter() - t0
             return total
 

@@ -457,3 +457,17 @@ def test_ssm_over_distinct_items_equals_the_batch_form(mask_copies: bool) -> Non
             torch.testing.assert_close(g1, g2)
         whole = sampled_softmax_items(u, items, pos, tau, mask_copies=mask_copies)
         torch.testing.assert_close(whole, want)
+
+
+def test_fused_losses_refuse_a_second_derivative() -> None:
+    """The fused kernels save exps without a graph: double backward raises instead of returning a wrong (zero)
+    second derivative."""
+    from symcere.losses import symmetric_sincere_items
+
+    g = l2_normalize(torch.randn(6, 4, dtype=torch.float64)).requires_grad_(True)
+    t = l2_normalize(torch.randn(6, 4, dtype=torch.float64)).requires_grad_(True)
+    excluded = torch.zeros(6, 6, dtype=torch.bool)
+    for loss in (symmetric_info_nce(g, t, 0.2), symmetric_sincere_items(g, t, torch.arange(6), excluded, 0.2)):
+        (grad,) = torch.autograd.grad(loss, g, create_graph=True)
+        with pytest.raises(RuntimeError):
+            torch.autograd.grad(grad.sum(), g)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from symcere.errors import SymcereError
 
@@ -302,6 +303,7 @@ class _SymmetricInfoNCE(torch.autograd.Function):
         return 0.5 * (torch.log(d_row) + row_shift + torch.log(d_col) + col_shift) - pos
 
     @staticmethod
+    @once_differentiable  # the saved exps carry no graph: a second derivative raises instead of being wrong
     def backward(ctx: object, grad: Tensor) -> tuple[Tensor | None, ...]:
         a_tau, b, e_row, e_col, d_row, d_col = ctx.saved_tensors
         w = 0.5 * grad
@@ -400,6 +402,7 @@ class _SincereItems(torch.autograd.Function):
         return 0.5 * (g2t + t2g)
 
     @staticmethod
+    @once_differentiable  # the saved exps carry no graph: a second derivative raises instead of being wrong
     def backward(ctx: object, grad: Tensor) -> tuple[Tensor | None, ...]:
         g_tau, t, item_of, e_row, e_col, copies, d_row, d_col, pos, row_max, shift = ctx.saved_tensors
         w = 0.5 * grad
@@ -531,7 +534,8 @@ class UserHistory:
 
     def excluded_flat(self, users: Tensor, pos: Tensor, items: Tensor) -> Tensor:
         """The relation of :meth:`excluded_items` as 1-D int64 positions ``a * U + j`` of its True entries (some
-        may repeat), built from the batch users' history rows: no (B, U) pass."""
+        may repeat), built from the batch users' history rows: no (B, U) pass. ``items`` are distinct item
+        indices (``torch.unique`` of the positives); an index outside the catalogue never matches."""
         users, pos, items = users.reshape(-1).long(), pos.reshape(-1).long(), items.reshape(-1).long()
         dev, b, n = users.device, users.numel(), items.numel()
         if b == 0 or n == 0 or self.n_items == 0:

@@ -308,10 +308,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         summary = plan.out / "plan.json"
         try:
-            ours = summary.is_file() and "plan_file" in json.loads(summary.read_text(encoding="utf-8"))
+            saved = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else {}
         except (OSError, ValueError):
-            ours = False
-        if ours:  # the tables follow the plan as written now (names, backbones)
+            saved = {}
+        if isinstance(saved, dict) and saved.get("plan_file") == str(plan.file):  # the same plan, as written now
             write_json(summary, plan.summary())
         _print_tables(write_tables(plan.out, show_std=args.std))
         return 0
