@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from symcere.errors import SymcereError
+from symcere.indexing import concat_ranges
 
 __all__ = [
     "Reduction",
@@ -445,13 +446,6 @@ def supcon(
 
 
 # --------------------------------------------------------------------------------------------- masks
-def _ranges(start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
-    """Concatenated ranges ``start[r] .. start[r] + count[r] - 1``: (owner r of each position, the positions)."""
-    owner = torch.repeat_interleave(torch.arange(len(count), device=count.device), count)
-    offsets = torch.repeat_interleave(start - torch.cumsum(count, 0) + count, count)
-    return owner, torch.arange(int(count.sum()), device=count.device) + offsets
-
-
 class UserHistory:
     """Vectorised membership test "item in history(user)" over a CSR user x item matrix.
 
@@ -552,12 +546,12 @@ class UserHistory:
         if keys.numel() and bool(inside.any()):  # j in history(u_a): the distinct users' key ranges ...
             lo = torch.searchsorted(keys, uu * self.n_items)
             count = torch.where(inside, torch.searchsorted(keys, (uu + 1) * self.n_items), lo) - lo
-            user_of, at = _ranges(lo, count)
+            user_of, at = concat_ranges(lo, count)
             col = column[keys[at] % self.n_items]
             hit = col >= 0
             user_of, col = user_of[hit], col[hit]  # sorted by distinct user
             n_hit = torch.bincount(user_of, minlength=len(uu))
-            row_of, k = _ranges((torch.cumsum(n_hit, 0) - n_hit)[u_inv], n_hit[u_inv])  # ... copied to each a
+            row_of, k = concat_ranges((torch.cumsum(n_hit, 0) - n_hit)[u_inv], n_hit[u_inv])  # ... copied to each a
             parts.append(row_of * n + col[k])
         return torch.cat(parts)
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from symcere.errors import SymcereError
+from symcere.indexing import concat_ranges
 from symcere.schema import TextOptions
 from symcere.text.cache import FrozenTextCache
 from symcere.text.encoder import TextEncoder
@@ -141,9 +142,7 @@ class TextTower(nn.Module):
             texts = items
         start, stop = self.seq_starts[texts], self.seq_starts[texts + 1]
         count = stop - start
-        owner = torch.repeat_interleave(torch.arange(len(items), device=dev), count)
-        first = torch.repeat_interleave(start - torch.cumsum(count, 0) + count, count)
-        seq = torch.arange(int(count.sum()), device=dev) + first
+        owner, seq = concat_ranges(start, count)
         emb = self.top(self.seq_rows[seq])
         from symcere.text.encoder import pool_items
 
