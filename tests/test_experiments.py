@@ -116,6 +116,19 @@ def test_table3_rows_name_their_full_model_and_their_own_backbone(tmp_path: Path
     assert [r["NDCG@10 drop (%)"] for r in rows["md"]] == ["", "-25.00", "25.00"]
 
 
+def test_every_baseline_names_its_graph_encoder(tmp_path: Path) -> None:
+    """Table 3's Backbone column names the graph encoder in words, for the baselines too."""
+    plan = {
+        "datasets": {"d": {"path": "data/d"}},
+        "models": {m: {"role": "baseline"} for m in ("mf", "neumf", "sgl", "dgclr", "lightgcn", "ngcf")},
+    }
+    models = load_plan(_write(tmp_path, plan)).summary()["models"]
+    assert {m: models[m]["backbone"] for m in models} == {
+        "mf": "none", "neumf": "none", "sgl": "LightGCN", "dgclr": "factorised LightGCN",
+        "lightgcn": "LightGCN", "ngcf": "NGCF",
+    }
+
+
 def test_shipped_plans_are_valid() -> None:
     for name in ("quick", "paper", "symcere_study", "study"):
         plan = load_plan(REPO / "experiments" / f"{name}.yaml")

@@ -254,7 +254,15 @@ def _models(c: _Checker, raw: Any) -> dict[str, ModelSpec]:
     return {label: built[label] for label in raw}
 
 
-_BACKBONES = {"lightgcn": "LightGCN", "ngcf": "NGCF"}
+# Table 3's Backbone column: the graph encoder each model trains ("none" for the ID-only factorisation models).
+_BACKBONES = {
+    "lightgcn": "LightGCN",
+    "ngcf": "NGCF",
+    "sgl": "LightGCN",
+    "dgclr": "factorised LightGCN",
+    "mf": "none",
+    "neumf": "none",
+}
 
 
 def _tuning(c: _Checker, raw: Any, models: dict[str, ModelSpec]) -> Tuning:
