@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,14 @@ def test_shipped_plans_are_valid() -> None:
     for name in ("quick", "paper", "symcere_study", "study"):
         plan = load_plan(REPO / "experiments" / f"{name}.yaml")
         assert plan.models and plan.datasets
+
+
+def test_plan_bar_shows_the_running_models_epoch(tmp_path: Path, tiny_data: Path, capsys) -> None:
+    """A long run inside a plan is not a silent bar: the plan's bar names the current run's epoch and best."""
+    plan = _plan(tiny_data, seeds=[0], models={"mf": {"role": "baseline", "set": FAST}})
+    assert main(["experiment", str(_write(tmp_path, plan))]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"epoch 1/\d+ step \d+ best \d\.\d{4}", err), err[-2000:]
 
 
 def test_plan_runs_writes_tables_and_resumes(tmp_path: Path, tiny_data: Path, capsys) -> None:

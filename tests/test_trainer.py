@@ -217,6 +217,16 @@ def test_min_steps_and_max_epochs(tiny_dataset, tmp_path):
     assert result.epochs == 4 and result.message == ""  # min_steps prevents the early stop
 
 
+def test_on_epoch_reports_every_epoch_with_the_best_so_far(tiny_dataset, tmp_path):
+    """The experiment runner shows this on its plan-wide bar: one call per epoch, the best valid metric so far."""
+    cfg = small_config("mf", "train.max_epochs=3", "train.min_steps=1000")
+    seen: list[dict] = []
+    result = train(tiny_dataset, cfg, tmp_path / "run", progress=False, on_epoch=seen.append)
+    assert [e["epoch"] for e in seen] == [1, 2, 3] and {e["max_epochs"] for e in seen} == {3}
+    assert seen[-1]["best"] == pytest.approx(result.valid["ndcg@10"])
+    assert [e["step"] for e in seen] == sorted(e["step"] for e in seen) and seen[0]["step"] > 0
+
+
 def test_evaluation_runs_on_every_core_unless_threads_are_set(tiny_dataset, tmp_path, monkeypatch):
     """A small ID model trains on one thread (its default) but evaluates its dense score block on every core;
     ``train.threads`` fixes both; the training thread count is restored after each evaluation."""

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -109,16 +110,18 @@ class PlanRunner:
 
     def __init__(self, total: int, quiet: bool = False):
         self.quiet = quiet
+        self._interval = 0.5 if sys.stderr.isatty() else 30.0  # a log file gets a line per 30 s at most
         self.bar = tqdm(
             total=total,
             unit="run",
             disable=quiet,
             file=sys.stderr,
             dynamic_ncols=True,
-            mininterval=0.5 if sys.stderr.isatty() else 30.0,
+            mininterval=self._interval,
         )
         self.trained = self.reused = 0
         self.failed: list[str] = []
+        self._shown = 0.0  # when the bar last showed the current run's epoch
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -142,7 +145,8 @@ class PlanRunner:
             self.say(note)
         try:
             check_memory(cfg, dataset)
-            result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False)
+            self.bar.set_postfix_str("building the model (a new text corpus is encoded once, then cached)")
+            result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False, on_epoch=self._epoch)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one broken run must not stop a long plan
@@ -157,6 +161,15 @@ class PlanRunner:
         if result.status != "finished":
             self.say(f"{name}: {result.status} ({result.message})")
         return Outcome(result.status, dict(result.valid), True, result.message)
+
+    def _epoch(self, e: dict[str, Any]) -> None:
+        """The current run's epoch on the plan's bar (at most every ``mininterval`` seconds)."""
+        if self.quiet:
+            return
+        self.bar.set_postfix_str(f"epoch {e['epoch']}/{e['max_epochs']} step {e['step']} best {e['best']:.4f}", refresh=False)
+        if time.monotonic() - self._shown >= self._interval:
+            self._shown = time.monotonic()
+            self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()

@@ -3,6 +3,7 @@ runner's entry points; ``symcere.api`` is the same for Python users)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +13,36 @@ from symcere.training.trainer import RunResult, Trainer
 
 
 def train_model(
-    dataset: Any, cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, progress: bool = True
+    dataset: Any,
+    cfg: dict[str, Any],
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[torch.nn.Module, RunResult]:
-    """Build the model named in ``cfg`` (seeded), train it into ``run_dir``; the model keeps its best weights."""
+    """Build the model named in ``cfg`` (seeded), train it into ``run_dir``; the model keeps its best weights.
+    ``on_epoch``: see ``Trainer`` (the experiment runner shows it on its plan-wide progress bar)."""
     from symcere.models import build_model
     from symcere.training.seeding import seed_everything
 
     seed_everything(int(cfg["seed"]))
     model = build_model(dataset, cfg, progress=progress)
-    result = Trainer(model, dataset, cfg, run_dir, progress=progress).fit(resume=resume)
+    result = Trainer(model, dataset, cfg, run_dir, progress=progress, on_epoch=on_epoch).fit(resume=resume)
     return model, result
 
 
 def train(
-    dataset: Any, cfg: dict[str, Any], run_dir: str | Path, *, resume: bool = False, progress: bool = True
+    dataset: Any,
+    cfg: dict[str, Any],
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """``train_model`` without the model: the run's summary."""
-    return train_model(dataset, cfg, run_dir, resume=resume, progress=progress)[1]
+    return train_model(dataset, cfg, run_dir, resume=resume, progress=progress, on_epoch=on_epoch)[1]
 
 
 def load_run(run_dir: str | Path, data: Any = None, *, device: str = "auto"):

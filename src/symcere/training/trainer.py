@@ -17,6 +17,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,10 @@ class Trainer:
         run_dir: str | Path,
         *,
         progress: bool = True,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.model, self.dataset, self.cfg = model, dataset, cfg
+        self.on_epoch = on_epoch  # called after every epoch with {epoch, max_epochs, step, best}
         self.run_dir = Path(run_dir)
         self.progress = progress and distributed.is_main()  # under torchrun only rank 0 shows progress
         t = cfg["train"]
@@ -407,6 +410,8 @@ class Trainer:
                     best=f"{state['best']:.4f}",
                     step=state["step"],
                 )
+                if self.on_epoch is not None:
+                    self.on_epoch({"epoch": epoch, "max_epochs": max_epochs, "step": state["step"], "best": state["best"]})
                 if stop or out_of_time:
                     message = "early stop" if stop else f"stopped by train.max_minutes={t['max_minutes']}"
                     break
