@@ -32,17 +32,9 @@ def train_model(
     return model, result
 
 
-def train(
-    dataset: Any,
-    cfg: dict[str, Any],
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> RunResult:
-    """``train_model`` without the model: the run's summary."""
-    return train_model(dataset, cfg, run_dir, resume=resume, progress=progress, on_epoch=on_epoch)[1]
+def train(dataset: Any, cfg: dict[str, Any], run_dir: str | Path, **options: Any) -> RunResult:
+    """``train_model`` (same keyword options) without the model: the run's summary."""
+    return train_model(dataset, cfg, run_dir, **options)[1]
 
 
 def load_run(run_dir: str | Path, data: Any = None, *, device: str = "auto"):
