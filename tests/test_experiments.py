@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -358,3 +359,29 @@ def test_a_model_with_its_own_seeds(tmp_path: Path, tiny_data: Path) -> None:
     with open(tmp_path / "out" / "tables" / "significance.csv", encoding="utf-8") as fh:
         sig = list(csv.DictReader(fh))
     assert sig and all(r["seeds"] == "1" for r in sig)  # paired on the one seed both models have
+
+
+def test_archive_rebuilds_the_tables_and_resumes_the_study_elsewhere(tmp_path: Path, tiny_data: Path) -> None:
+    """The archive (no checkpoints) writes the same tables, and copied into a new output dir, trains nothing."""
+    space = {"train.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}
+    plan_dict = _plan(tiny_data, seeds=[0, 1], tuning={"trials": 2, "metric": "ndcg@10", "spaces": {"mf": space}})
+    path = _write(tmp_path, plan_dict)
+    assert main(["experiment", str(path), "--quiet"]) == 0
+    out, dest = tmp_path / "out", tmp_path / "archive"
+    assert main(["experiment-tables", str(out), "--archive", str(dest)]) == 0
+    assert not list(dest.glob("**/*.pt")) and len(list(dest.glob("runs/*/*/seed*/per_user.npz"))) == 4
+    assert len(list(dest.glob("tuning/tiny/mf/trial*/metrics.json"))) == 2
+    before = {n: (out / "tables" / n).read_text() for n in ("table2.md", "significance.csv", "budget.md")}
+    assert main(["experiment-tables", str(dest)]) == 0
+    for name, text in before.items():  # results.csv names each run's folder, the tables do not
+        assert (dest / "tables" / name).read_text() == text, name
+    moved = tmp_path / "moved"
+    shutil.copytree(dest, moved)
+    plan = load_plan(path, out=moved)
+    assert run_plan(plan, quiet=True)["trained"] == 0  # every trial and seed counts as finished
+    assert main(["experiment-tables", str(out), "--archive", str(dest)]) == 0  # an earlier archive is refreshed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["experiment-tables", str(out), "--archive", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and len(list((tmp_path / "mine").iterdir())) == 1
+    assert main(["experiment-tables", str(out), "--archive", str(out / "inside")]) == 2

@@ -341,6 +341,11 @@ def cmd_experiment_tables(args: argparse.Namespace) -> int:
     from symcere.experiments.report_tables import write_tables
 
     _print_tables(write_tables(args.out, show_std=args.std))
+    if args.archive:
+        from symcere.experiments.archive import archive
+
+        files = archive(args.out, args.archive)
+        print(f"archived {len(files)} files to {args.archive}")
     return 0
 
 

@@ -243,6 +243,12 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment-tables", help="re-write the tables of a plan's output dir from its finished runs")
     p.add_argument("out", help="the plan's output dir (holds plan.json and runs/)")
     p.add_argument("--std", action="store_true", help="show mean ± std in the Markdown / LaTeX tables")
+    p.add_argument(
+        "--archive",
+        metavar="DEST",
+        help="also copy the records behind the tables (metrics, configs, per-user metrics; no checkpoints) to "
+        "DEST, itself an output dir that resumes the study elsewhere",
+    )
     p.set_defaults(func=commands.cmd_experiment_tables)
 
 
