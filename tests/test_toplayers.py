@@ -159,7 +159,11 @@ def test_checkpointed_micro_batches_give_the_same_gradients() -> None:
         out.pow(2).sum().backward()
         results.append((out.detach(), torch.cat([p.grad.reshape(-1) for p in enc.trainable_parameters()])))
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=1e-4)
+    # the same gradients up to fp32 summation order (one padded batch of 64 vs 1-row micro-batches): a lost or
+    # doubled micro-batch would be off by O(1) of the gradient's norm
+    g_micro, g_full = results[0][1], results[1][1]
+    assert ((g_micro - g_full).norm() / g_full.norm()).item() < 1e-4
+    torch.testing.assert_close(g_micro, g_full, atol=1e-3 * g_full.abs().max().item(), rtol=1e-3)
 
 
 def test_tower_with_lora_layers_uses_cached_views() -> None:
