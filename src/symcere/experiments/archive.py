@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from symcere.errors import SymcereError
+from symcere.experiments.plan import STALE
 from symcere.io import write_bytes, write_json
 
 RUN_FILES = ("metrics.json", "config.yaml", "env.json", "per_user.npz")
@@ -35,7 +36,7 @@ def archive(out: str | Path, dest: str | Path) -> list[Path]:
     sources = [out / "plan.json", *sorted((out / "tables").glob("*")), *sorted((out / "tuning").glob("*/*.json"))]
     for folder in ("runs", "tuning"):
         for name in RUN_FILES:
-            sources += [p for p in sorted((out / folder).glob(f"**/{name}")) if ".stale-" not in p.parent.name]
+            sources += [p for p in sorted((out / folder).glob(f"**/{name}")) if STALE not in p.parent.name]
     written = []
     for path in sources:
         if path.is_file():

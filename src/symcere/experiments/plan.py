@@ -344,6 +344,9 @@ def load_plan(path: str | Path, out: str | Path | None = None) -> Plan:
     return Plan(name, file, out_dir, seeds, datasets, models, tuning)
 
 
+STALE = ".stale-"  # a run dir trained with another config is moved aside to ``seedN.stale-HASH`` (the runner)
+
+
 def run_dir_of(out: Path, dataset: str, label: str, seed: int) -> Path:
     """Where the final run of (dataset, label, seed) lives."""
     return out / "runs" / safe_name(dataset) / safe_name(label) / f"seed{seed}"

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from symcere.config import Config, changed_keys, config_hash
 from symcere.data.preprocess import recover_dataset_dir
 from symcere.errors import SymcereError
-from symcere.experiments.plan import Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
+from symcere.experiments.plan import STALE, Plan, dataset_status, ensure_dataset, run_dir_of, safe_name
 from symcere.io import write_json, write_text
 from symcere.locks import locked, temp_leftovers
 from symcere.resources import DISK_ERRNOS, check_memory
@@ -94,10 +94,10 @@ def _clear(run_dir: Path, state: str) -> str:
         shutil.rmtree(run_dir)
     elif state == "stale":
         old = safe_name(str(_read_json(run_dir / "env.json").get("config_hash", "unknown")))[:64]
-        target = run_dir.with_name(f"{run_dir.name}.stale-{old}")
+        target = run_dir.with_name(f"{run_dir.name}{STALE}{old}")
         n = 1
         while target.exists():
-            target, n = run_dir.with_name(f"{run_dir.name}.stale-{old}-{n}"), n + 1
+            target, n = run_dir.with_name(f"{run_dir.name}{STALE}{old}-{n}"), n + 1
         run_dir.rename(target)
         return f"{run_dir} was trained with another configuration; moved it to {target.name}"
     elif state == "resume":
