@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -385,3 +386,15 @@ def test_archive_rebuilds_the_tables_and_resumes_the_study_elsewhere(tmp_path: P
     assert main(["experiment-tables", str(out), "--archive", str(tmp_path / "mine")]) == 2
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and len(list((tmp_path / "mine").iterdir())) == 1
     assert main(["experiment-tables", str(out), "--archive", str(out / "inside")]) == 2
+
+
+def test_the_committed_study_archive_is_not_git_ignored() -> None:
+    """docs/study/records/runs/ holds the archived seed runs that paired tests need: no ignore rule may drop them."""
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = ["docs/study/records/runs/ds/model/seed0/per_user.npz", "docs/study/records/tuning/ds/model/trial0/metrics.json"]
+    done = subprocess.run(["git", "check-ignore", "--no-index", *probe], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 1, f"git ignores {done.stdout.split()}"  # 1: none of the paths is ignored
+    done = subprocess.run(["git", "check-ignore", "--no-index", "runs/study/plan.json"], cwd=root, capture_output=True)
+    assert done.returncode == 0  # while the working output dir stays out of git
