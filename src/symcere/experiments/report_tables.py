@@ -85,7 +85,7 @@ def collect(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             for seed in _seeds_of(plan, label):
                 run_dir = run_dir_of(out, ds, label, seed)
                 if run_dir.is_dir():
-                    records.append(_record(run_dir, ds, label, seed, tuned))
+                    records.append({**_record(run_dir, ds, label, seed, tuned), "run_dir": run_dir.relative_to(out).as_posix()})
     return plan, records
 
 
@@ -135,7 +135,6 @@ def _record(run_dir: Path, ds: str, label: str, seed: int, tuned: dict[str, Any]
             rec["stale keys"] = " ".join(stale)
     else:
         rec["status"] = "failed" if (run_dir / "error.txt").exists() else "unfinished"
-    rec["run_dir"] = str(run_dir)
     return rec
 
 
