@@ -399,3 +399,15 @@ def test_the_committed_study_archive_is_not_git_ignored() -> None:
     assert done.returncode == 1, f"git ignores {done.stdout.split()}"  # 1: none of the paths is ignored
     done = subprocess.run(["git", "check-ignore", "--no-index", "runs/study/plan.json"], cwd=root, capture_output=True)
     assert done.returncode == 0  # while the working output dir stays out of git
+
+
+def test_results_csv_carries_a_run_s_plateau_warning(tmp_path: Path, tiny_data: Path, capsys) -> None:
+    """A final run that stopped before its ranking loss moved is named on stderr and flagged in results.csv."""
+    plan_dict = _plan(tiny_data, seeds=[0])
+    stuck = ["train.lr=1e-7", "train.patience_steps=6", "train.eval_every_steps=3", "train.max_epochs=50"]
+    plan_dict["models"]["mf"]["set"] = [*FAST, *stuck]
+    assert main(["experiment", str(_write(tmp_path, plan_dict)), "--quiet"]) == 0
+    assert "1 final run(s) have a warning" in capsys.readouterr().err
+    with open(tmp_path / "out" / "tables" / "results.csv", encoding="utf-8") as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    assert "train.min_steps" in rows["mf"]["warning"] and rows["lightgcn"]["warning"] == ""

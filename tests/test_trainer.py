@@ -25,7 +25,7 @@ from symcere.training.checkpoint import load_checkpoint
 from symcere.training.run import load_run, train
 from symcere.training.sampler import InteractionSampler
 from symcere.training.seeding import seed_everything
-from symcere.training.trainer import Trainer
+from symcere.training.trainer import Trainer, plateau_warning, rank_term
 
 RUN_FILES = ("config.yaml", "env.json", "log.jsonl", "metrics.json", "checkpoint.pt", "best.pt")
 
@@ -209,6 +209,26 @@ def test_early_stopping_on_steps_restores_best(tiny_dataset, tmp_path):
     assert best_rec["valid"]["ndcg@10"] == best_value
     assert result.valid["ndcg@10"] == pytest.approx(best_value, abs=1e-9)
     assert log[-1]["valid"]["ndcg@10"] != best_value or log[-1]["epoch"] != result.best_epoch
+    assert result.warning == ""  # it peaked early, but its ranking loss fell: overfitting, not a plateau
+
+
+def test_plateau_warning_names_the_starting_and_best_ranking_loss():
+    text = plateau_warning(0.6920, 0.6834, 170)  # Musical Instruments, a SymCERE seed stopped at epoch 170
+    assert "0.6920" in text and "0.6834" in text and "epoch 170" in text and "train.min_steps" in text
+    assert plateau_warning(0.6920, 0.5, 170) == "" and plateau_warning(None, 0.69, 1) == ""
+    assert plateau_warning(0.0, 0.0, 1) == ""  # a loss that starts at zero has no plateau to leave
+    assert rank_term({"cross": 0.3, "bpr": 0.69, "total": 1.0}) == 0.69 and rank_term({"cross": 0.3}) is None
+
+
+def test_a_run_stopped_before_its_ranking_loss_moved_is_flagged(tiny_dataset, tmp_path):
+    """At a learning rate too small to learn anything, validation never improves on its first value, the
+    patience runs out and the result carries the warning (in metrics.json and on the command line)."""
+    cfg = small_config("mf", "train.max_epochs=50", "train.lr=1e-7", "train.patience_steps=6", "train.eval_every_steps=3")
+    result = train(tiny_dataset, cfg, tmp_path / "run", progress=False)
+    assert result.message == "early stop" and "train.min_steps" in result.warning
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["warning"] == result.warning
+    cfg = small_config("mf", "train.max_epochs=4", "train.lr=1e-7", "train.patience_steps=6", "train.min_steps=1000")
+    assert train(tiny_dataset, cfg, tmp_path / "run2", progress=False).warning == ""  # not stopped early
 
 
 def test_min_steps_and_max_epochs(tiny_dataset, tmp_path):

@@ -202,6 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
+    if result.warning:
+        print(f"symcere: warning: {result.warning}", file=sys.stderr)
     print(f"run saved in {args.out}")
     return 0
 

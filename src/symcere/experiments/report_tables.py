@@ -130,6 +130,8 @@ def _record(run_dir: Path, ds: str, label: str, seed: int, tuned: dict[str, Any]
         for split in ("test", "valid"):
             rec.update({f"{split} {k}": v for k, v in sorted(m.get(split, {}).items())})
         rec.update({k: m.get(k) for k in _RUN_FIELDS})
+        if m.get("warning"):
+            rec["warning"] = m["warning"]
         if stale := _stale_keys(run_dir, tuned or {}):
             rec["status"] = "stale"  # trained before its model was re-tuned: not the study's final config
             rec["stale keys"] = " ".join(stale)
@@ -338,12 +340,17 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
 
     metric_cols = sorted({k for r in records for k in r if k.startswith(("test ", "valid "))})
     stale = [r for r in records if r["status"] == "stale"]
+    warned = [r for r in records if r.get("warning")]
     cols = ["dataset", "model", "seed", "status", *metric_cols, *_RUN_FIELDS, *(["stale keys"] if stale else []),
-            "run_dir"]
+            *(["warning"] if warned else []), "run_dir"]
     if stale:
         names = ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in stale)
         print(f"warning: {len(stale)} final run(s) were trained with other tuned settings than the study's saved "
               f"choice and are not counted (retrain them with `symcere experiment`): {names}", file=sys.stderr)
+    if warned:
+        names = ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in warned)
+        print(f"warning: {len(warned)} final run(s) have a warning in results.csv (e.g. stopped early on the "
+              f"ranking-loss plateau): {names}", file=sys.stderr)
     put("results.csv", csv_table(records, cols))
     t2 = table2(out, plan, records, show_std)
     caption2 = f"{plan['name']}: test HR@10 and NDCG@10 (mean over seeds {plan['seeds']})"

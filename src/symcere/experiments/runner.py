@@ -160,6 +160,8 @@ class PlanRunner:
         self.trained += 1
         if result.status != "finished":
             self.say(f"{name}: {result.status} ({result.message})")
+        elif result.warning:
+            self.say(f"{name}: warning: {result.warning}")
         return Outcome(result.status, dict(result.valid), True, result.message)
 
     def _epoch(self, e: dict[str, Any]) -> None:

@@ -6,6 +6,9 @@ noise. Validation runs at the end of the first epoch after at least ``train.eval
 the last validation; the run stops when ``train.patience_steps`` steps passed without a better validation
 ``eval.metric`` (and at least ``train.min_steps`` were taken), or at ``train.max_epochs`` /
 ``train.max_minutes``. The best weights are then restored and the test split is scored exactly once.
+A run that stops early while its ranking loss is still within ``PLATEAU`` of its first epoch's value (the
+best validation came from the other terms before the ranking term started to learn) gets a ``warning`` in
+``metrics.json``: more ``train.min_steps`` would let it leave that plateau.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ from symcere.training.device import to_device
 from symcere.training.sampler import InteractionSampler
 from symcere.training.seeding import configure_threads, cores, seed_everything, torch_threads
 
+#: the ranking term of a loss, by the name models give it (the first present counts)
+RANK_TERMS = ("rank", "bpr", "bce", "ssm", "sm")
+#: relative change of the ranking loss below which an early-stopped run is flagged as stopped on a plateau
+PLATEAU = 0.02
+
+
+def plateau_warning(first: float | None, last: float | None, epochs: int) -> str:
+    """The warning for a run stopped early after ``epochs`` epochs whose ranking loss in its last epoch
+    (``last``) is still within ``PLATEAU`` of its first epoch's (``first``); ``""`` otherwise."""
+    if first is None or last is None or not first > 0 or last < (1.0 - PLATEAU) * first:
+        return ""
+    return (
+        f"stopped early with the ranking loss still at its starting value ({first:.4f} in epoch 1, {last:.4f} "
+        f"in epoch {epochs}): the best validation came before the ranking term started to learn; raise "
+        "train.min_steps (or train.lr)"
+    )
+
+
+def rank_term(losses: dict[str, float]) -> float | None:
+    """The epoch's ranking-loss value (``RANK_TERMS``), or None when the model logs none."""
+    return next((float(losses[k]) for k in RANK_TERMS if k in losses), None)
+
 
 class Diverged(RuntimeError):
     """A loss component became NaN or infinite."""
@@ -65,6 +90,7 @@ class RunResult:
     peak_memory_mb: float = 0.0
     device: str = ""
     message: str = ""
+    warning: str = ""  # e.g. ``plateau_warning``: the result is valid, but probably not the model's best
     world_size: int = 1  # processes of a torchrun data-parallel run (training/distributed.py)
 
 
@@ -378,6 +404,9 @@ class Trainer:
                     "seconds": round(seconds, 3),
                     "loss": {k: v / max(n_batches, 1) for k, v in sums.items()},
                 }
+                state["rank_last"] = rank_term(record["loss"])
+                if epoch == 1:
+                    state["rank_first"] = state["rank_last"]
                 if self.grad_share and n_batches:
                     record["grad_norm"] = grad_norm
                 stop = False
@@ -460,6 +489,9 @@ class Trainer:
             best_epoch=state["best_epoch"],
             best_step=state["best_step"],
             message=message,
+            warning=plateau_warning(state.get("rank_first"), state.get("rank_last"), state["epoch"])
+            if message == "early stop"
+            else "",
             train_seconds=round(state["train_seconds"], 2),
             eval_seconds=round(state.get("eval_seconds", 0.0), 2),
             device=str(self.device),
