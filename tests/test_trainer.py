@@ -212,7 +212,7 @@ def test_early_stopping_on_steps_restores_best(tiny_dataset, tmp_path):
     assert result.warning == ""  # it peaked early, but its ranking loss fell: overfitting, not a plateau
 
 
-def test_plateau_warning_names_the_starting_and_best_ranking_loss():
+def test_plateau_warning_names_the_first_and_last_ranking_loss():
     text = plateau_warning(0.6920, 0.6834, 170)  # Musical Instruments, a SymCERE seed stopped at epoch 170
     assert "0.6920" in text and "0.6834" in text and "epoch 170" in text and "train.min_steps" in text
     assert plateau_warning(0.6920, 0.5, 170) == "" and plateau_warning(None, 0.69, 1) == ""
@@ -222,7 +222,7 @@ def test_plateau_warning_names_the_starting_and_best_ranking_loss():
 
 def test_a_run_stopped_before_its_ranking_loss_moved_is_flagged(tiny_dataset, tmp_path):
     """At a learning rate too small to learn anything, validation never improves on its first value, the
-    patience runs out and the result carries the warning (in metrics.json and on the command line)."""
+    patience runs out and the result carries the warning (also in metrics.json)."""
     cfg = small_config("mf", "train.max_epochs=50", "train.lr=1e-7", "train.patience_steps=6", "train.eval_every_steps=3")
     result = train(tiny_dataset, cfg, tmp_path / "run", progress=False)
     assert result.message == "early stop" and "train.min_steps" in result.warning

@@ -343,14 +343,15 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
     warned = [r for r in records if r.get("warning")]
     cols = ["dataset", "model", "seed", "status", *metric_cols, *_RUN_FIELDS, *(["stale keys"] if stale else []),
             *(["warning"] if warned else []), "run_dir"]
+    def names(rows: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in rows)
+
     if stale:
-        names = ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in stale)
         print(f"warning: {len(stale)} final run(s) were trained with other tuned settings than the study's saved "
-              f"choice and are not counted (retrain them with `symcere experiment`): {names}", file=sys.stderr)
+              f"choice and are not counted (retrain them with `symcere experiment`): {names(stale)}", file=sys.stderr)
     if warned:
-        names = ", ".join(f"{r['dataset']}/{r['model']}/seed{r['seed']}" for r in warned)
         print(f"warning: {len(warned)} final run(s) have a warning in results.csv (e.g. stopped early on the "
-              f"ranking-loss plateau): {names}", file=sys.stderr)
+              f"ranking-loss plateau): {names(warned)}", file=sys.stderr)
     put("results.csv", csv_table(records, cols))
     t2 = table2(out, plan, records, show_std)
     caption2 = f"{plan['name']}: test HR@10 and NDCG@10 (mean over seeds {plan['seeds']})"
