@@ -117,6 +117,19 @@ def test_table3_rows_name_their_full_model_and_their_own_backbone(tmp_path: Path
     assert got == [("sym", "sym", "NGCF", "Full"), ("sym_lgcn", "sym", "LightGCN", "LightGCN backbone"),
                    ("sym_wo_norm", "sym", "NGCF", "w/o Norm")]  # in the plan's order (written sorted here)
     assert [r["NDCG@10 drop (%)"] for r in rows["md"]] == ["", "-25.00", "25.00"]
+    plan["datasets"]["e"] = {"path": "data/e"}  # a second dataset where only the full model ran
+    summary = load_plan(_write(tmp_path, plan)).summary()
+    records += [{"dataset": "e", "model": "sym", "status": "finished", "test ndcg@10": 0.02, "test hr@10": 0.04},
+                {"dataset": "e", "model": "other", "status": "finished", "test ndcg@10": 0.01, "test hr@10": 0.02}]
+    summary["models"]["other"] = {"model": "lightgcn", "backbone": "LightGCN"}
+    summary["models"]["other_x"] = {"ablation_of": "other", "ablation_name": "x", "backbone": "LightGCN"}
+    summary["models"]["none"] = {"model": "lightgcn", "backbone": "LightGCN"}
+    summary["models"]["none_x"] = {"ablation_of": "none", "ablation_name": "x", "backbone": "LightGCN"}
+    rows = table3(summary, records, show_std=False)
+    blocks = sorted({(r["dataset"], r["full"]) for r in rows["csv"]})
+    assert blocks == [("d", "sym"), ("e", "other"), ("e", "sym")]  # "none" ran nowhere, "other" only on e
+    assert [r["variant"] for r in rows["csv"] if r["dataset"] == "e" and r["full"] == "sym"] == \
+        ["Full", "LightGCN backbone", "w/o Norm"]  # a group that ran keeps its not-run ablations as "-"
 
 
 def test_every_baseline_names_its_graph_encoder(tmp_path: Path) -> None:

@@ -285,7 +285,8 @@ def _num(x: float) -> float | None:
 
 
 def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) -> dict[str, list[dict[str, Any]]]:
-    """Ablations: for each full model with ablations, Full then each ablation, with the drop % vs Full."""
+    """Ablations: for each full model with ablations, Full then each ablation, with the drop % vs Full; a full
+    model none of whose variants has a finished run on a dataset gets no rows there."""
     models = plan["models"]
     fulls = list(dict.fromkeys(m["ablation_of"] for m in models.values() if m.get("ablation_of")))
     rows: dict[str, list[dict[str, Any]]] = {"md": [], "tex": [], "csv": []}
@@ -294,6 +295,8 @@ def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) 
         for full in fulls:
             variants = [full] + [m for m, spec in models.items() if spec.get("ablation_of") == full]
             cells = {key: _cells(records, ds, variants, key) for _, key in METRICS}
+            if not any(c.ok for by_variant in cells.values() for c in by_variant.values()):
+                continue  # nothing of this group ran on this dataset: no block of empty rows
             for v in variants:
                 name = "Full" if v == full else models[v]["ablation_name"]
                 out_row = {"md": {}, "tex": {}}
