@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from symcere.cli import main
 from symcere.config import config_hash
@@ -130,6 +131,37 @@ def test_table3_rows_name_their_full_model_and_their_own_backbone(tmp_path: Path
     assert blocks == [("d", "sym"), ("e", "other"), ("e", "sym")]  # "none" ran nowhere, "other" only on e
     assert [r["variant"] for r in rows["csv"] if r["dataset"] == "e" and r["full"] == "sym"] == \
         ["Full", "LightGCN backbone", "w/o Norm"]  # a group that ran keeps its not-run ablations as "-"
+
+
+def test_table3_pairs_each_ablation_with_its_full_model_over_users(tmp_path: Path) -> None:
+    """Given the output dir, Table 3 carries the paired tests over users (NDCG@10, the seeds both finished) of
+    Full vs each ablation: the p-values of scipy's paired t-test and Wilcoxon test on the seed-averaged users."""
+    from symcere.experiments.plan import run_dir_of
+    from symcere.experiments.report_tables import table3
+
+    plan = {"datasets": {"d": {"path": "data/d"}}, "seeds": [0, 1],
+            "models": {"sym": {"model": "symcere", "role": "ours"},
+                       "sym_x": {"ablation_of": "sym", "ablation_name": "x", "set": ["model.normalize=false"]}}}
+    summary = load_plan(_write(tmp_path, plan)).summary()
+    rng = np.random.default_rng(0)
+    users = np.arange(40)
+    full = {0: rng.random(40), 1: rng.random(40)}
+    abl = {0: full[0] - 0.1 * rng.random(40)}  # the ablation finished seed 0 only: the pair is seed 0
+    for label, seeds in (("sym", full), ("sym_x", abl)):
+        for seed, values in seeds.items():
+            run = run_dir_of(tmp_path, "d", label, seed)
+            run.mkdir(parents=True)
+            np.savez(run / "per_user.npz", **{"test/users": users, "test/ndcg@10": values})
+    records = [{"dataset": "d", "model": m, "seed": s, "status": "finished", "test ndcg@10": float(v.mean()),
+                "test hr@10": 0.1} for m, by_seed in (("sym", full), ("sym_x", abl)) for s, v in by_seed.items()]
+    rows = table3(summary, records, show_std=False, out=tmp_path)
+    (x,) = [r for r in rows["csv"] if r["model"] == "sym_x"]
+    assert x["paired seeds"] == "0"
+    assert x["ndcg@10 ttest_p"] == pytest.approx(stats.ttest_rel(full[0], abl[0]).pvalue)
+    assert x["ndcg@10 wilcoxon_p"] == pytest.approx(stats.wilcoxon(full[0], abl[0]).pvalue)
+    md = {r["Variant"]: r["NDCG@10 vs Full: t-test p / Wilcoxon p"] for r in rows["md"]}
+    assert md["Full"] == "" and md["x"] == f"{x['ndcg@10 ttest_p']:.2g} / {x['ndcg@10 wilcoxon_p']:.2g}"
+    assert table3(summary, records, show_std=False)["csv"][1]["ndcg@10 ttest_p"] is None  # no out dir: no tests
 
 
 def test_every_baseline_names_its_graph_encoder(tmp_path: Path) -> None:

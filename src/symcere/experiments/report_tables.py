@@ -3,7 +3,8 @@
 Written to ``out/tables/``: ``table2.{md,csv,tex}`` (datasets x {HR@10, NDCG@10}, baselines then 'ours',
 best bold, second underlined, ``Max. Improv. (%)`` of the best 'ours' over the best baseline, a dagger when
 both paired tests over users give p < 0.05), ``table3.*`` (ablations: Full vs each ablation per full model,
-each row with its own backbone, with the drop % vs Full), ``significance.csv``, ``tuning.csv`` and the long ``results.csv``. A cell is the
+each row with its own backbone, with the drop % vs Full and the paired tests over users of Full vs the
+ablation on NDCG@10), ``significance.csv``, ``tuning.csv`` and the long ``results.csv``. A cell is the
 mean over the finished seeds; a cell with a diverged seed reads ``diverged``, one whose runs all crashed
 ``failed``, one without runs ``-``. A seed trained with other tuned settings than the study's saved choice
 (its model was re-tuned and the seed not yet retrained) is ``stale`` and not counted.
@@ -284,9 +285,14 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) -> dict[str, list[dict[str, Any]]]:
-    """Ablations: for each full model with ablations, Full then each ablation, with the drop % vs Full; a full
-    model none of whose variants has a finished run on a dataset gets no rows there."""
+P_COLUMN = "NDCG@10 vs Full: t-test p / Wilcoxon p"
+
+
+def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool,
+           out: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Ablations: for each full model with ablations, Full then each ablation, with the drop % vs Full and, given
+    the output dir ``out``, the paired tests over users of Full vs the ablation on NDCG@10 (the seeds both
+    finished); a full model none of whose variants has a finished run on a dataset gets no rows there."""
     models = plan["models"]
     fulls = list(dict.fromkeys(m["ablation_of"] for m in models.values() if m.get("ablation_of")))
     rows: dict[str, list[dict[str, Any]]] = {"md": [], "tex": [], "csv": []}
@@ -311,6 +317,12 @@ def table3(plan: dict[str, Any], records: list[dict[str, Any]], show_std: bool) 
                         out_row[fmt][f"{metric} drop (%)"] = "" if drop is None else f"{drop:.2f}"
                     csv_row.update({f"{metric} mean": _num(c.mean), f"{metric} std": _num(c.std)})
                     csv_row[f"{metric} drop_pct"] = drop
+                sig = significance(out, ds, full, v, _seeds_of(plan, v), "ndcg@10") if out and v != full else None
+                for fmt in ("md", "tex"):
+                    wrap = Latex if fmt == "tex" else str
+                    out_row[fmt][P_COLUMN] = wrap(f"{sig['ttest_p']:.2g} / {sig['wilcoxon_p']:.2g}" if sig else "")
+                csv_row.update({"ndcg@10 ttest_p": sig and sig["ttest_p"], "ndcg@10 wilcoxon_p": sig and sig["wilcoxon_p"],
+                                "paired seeds": sig and sig["seeds"]})
                 for fmt in ("md", "tex"):
                     rows[fmt].append({"Dataset": ds, "Model": full, "Backbone": backbone, "Variant": name, **out_row[fmt]})
                 rows["csv"].append(csv_row)
@@ -370,7 +382,7 @@ def write_tables(out: str | Path, *, show_std: bool = False) -> list[Path]:
     if full["rows"]:
         put("metrics.md", markdown_table(full["rows"], list(dict.fromkeys(k for r in full["rows"] for k in r))))
         put("significance_all.md", markdown_table(full["significance"], sig_cols) if full["significance"] else "")
-    t3 = table3(plan, records, show_std)
+    t3 = table3(plan, records, show_std, out)
     if t3["csv"]:
         put("table3.md", markdown_table(t3["md"]))
         put("table3.tex", latex_table(t3["tex"], caption=f"{plan['name']}: ablations", label="tab:ablation"))
