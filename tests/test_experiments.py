@@ -275,6 +275,11 @@ def test_tuning_uses_validation_only_and_resumes(tmp_path: Path, tiny_data: Path
     saved = json.loads((tmp_path / "out" / "tuning" / "tiny" / "mf.json").read_text())
     assert saved["trials"] == 2 and len(saved["history"]) == 2 and saved["metric"] == "valid ndcg@10"
     assert saved["overrides"] == [f"train.lr={saved['params']['train.lr']!r}"]
+    for trial in sorted((tmp_path / "out" / "tuning" / "tiny" / "mf").glob("trial*")):  # never evaluated on test
+        assert json.loads((trial / "metrics.json").read_text())["test"] == {}
+        with np.load(trial / "per_user.npz") as z:
+            assert any(k.startswith("valid/") for k in z) and not any(k.startswith("test/") for k in z)
+    assert json.loads((tmp_path / "out" / "runs" / "tiny" / "mf" / "seed0" / "metrics.json").read_text())["test"]
     cfg = json.loads((tmp_path / "out" / "runs" / "tiny" / "mf" / "seed0" / "env.json").read_text())
     assert cfg["config_hash"] == config_hash(plan.models["mf"].config(0, saved["overrides"]))
     # resume: the seeded sampler replays the same trials, which are reused from their run dirs

@@ -127,15 +127,16 @@ class PlanRunner:
         if not self.quiet:
             self.bar.write(text, file=sys.stderr)
 
-    def run(self, name: str, dataset: Any, cfg: Config, run_dir: Path) -> Outcome:
-        """Train ``cfg`` into ``run_dir`` unless that run is finished already."""
+    def run(self, name: str, dataset: Any, cfg: Config, run_dir: Path, *, test: bool = True) -> Outcome:
+        """Train ``cfg`` into ``run_dir`` unless that run is finished already; ``test=False`` (tuning trials):
+        never evaluated on the test split."""
         self.bar.set_description_str(name)
         try:
-            return self._run(name, dataset, cfg, run_dir)
+            return self._run(name, dataset, cfg, run_dir, test)
         finally:
             self.bar.update(1)
 
-    def _run(self, name: str, dataset: Any, cfg: Config, run_dir: Path) -> Outcome:
+    def _run(self, name: str, dataset: Any, cfg: Config, run_dir: Path, test: bool) -> Outcome:
         state = run_state(run_dir, cfg)
         if state == "done":
             self.reused += 1
@@ -146,7 +147,8 @@ class PlanRunner:
         try:
             check_memory(cfg, dataset)
             self.bar.set_postfix_str("building the model (a new text corpus is encoded once, then cached)")
-            result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False, on_epoch=self._epoch)
+            result = train(dataset, cfg, run_dir, resume=state == "resume", progress=False, on_epoch=self._epoch,
+                           test=test)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one broken run must not stop a long plan

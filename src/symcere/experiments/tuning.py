@@ -2,8 +2,9 @@
 model with a search space, maximising a VALIDATION metric.
 
 Each trial is a run dir ``out/tuning/DATASET/LABEL/trialN`` trained with ``seed = tuning.seed``; the tuner
-reads only :attr:`Outcome.valid` (an ``Outcome`` carries no test metrics), so test data never steers a
-choice. The seeded sampler replays the same suggestions in a new process, so an interrupted study resumes by
+reads only :attr:`Outcome.valid` (an ``Outcome`` carries no test metrics) and a trial is never evaluated on
+the test split (``metrics.json`` has no test metrics), so test data never steers a choice and is read once,
+by the final runs. The seeded sampler replays the same suggestions in a new process, so an interrupted study resumes by
 reusing its finished trial dirs. The chosen settings go to ``out/tuning/DATASET/LABEL.json`` and become
 ``--set`` overrides of the final seeded runs (an ablation without a space of its own inherits its full
 model's settings, except for the keys the ablation itself changes).
@@ -156,7 +157,7 @@ def tune(plan: Plan, dataset: str, label: str, data: Any, runner: Any) -> dict[s
         params = {name: _suggest(trial, name, dist) for name, dist in t.spaces[label].items()}
         overrides = _overrides(params)
         name = f"tune {dataset}/{label} {i + 1}/{t.trials}"
-        outcome = runner.run(name, data, spec.config(t.seed, overrides), trial_root / f"trial{i}")
+        outcome = runner.run(name, data, spec.config(t.seed, overrides), trial_root / f"trial{i}", test=False)
         value = outcome.valid.get(t.metric) if outcome.status == "finished" else None
         if value is None and outcome.status == "finished":
             raise SymcereError(

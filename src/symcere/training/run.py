@@ -20,15 +20,17 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    test: bool = True,
 ) -> tuple[torch.nn.Module, RunResult]:
     """Build the model named in ``cfg`` (seeded), train it into ``run_dir``; the model keeps its best weights.
-    ``on_epoch``: see ``Trainer`` (the experiment runner shows it on its plan-wide progress bar)."""
+    ``on_epoch``, ``test``: see ``Trainer`` (the experiment runner shows ``on_epoch`` on its plan-wide progress
+    bar and trains tuning trials with ``test=False``)."""
     from symcere.models import build_model
     from symcere.training.seeding import seed_everything
 
     seed_everything(int(cfg["seed"]))
     model = build_model(dataset, cfg, progress=progress)
-    result = Trainer(model, dataset, cfg, run_dir, progress=progress, on_epoch=on_epoch).fit(resume=resume)
+    result = Trainer(model, dataset, cfg, run_dir, progress=progress, on_epoch=on_epoch, test=test).fit(resume=resume)
     return model, result
 
 

@@ -141,9 +141,11 @@ class Trainer:
         *,
         progress: bool = True,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        test: bool = True,
     ):
         self.model, self.dataset, self.cfg = model, dataset, cfg
         self.on_epoch = on_epoch  # called after every epoch with {epoch, max_epochs, step, best}
+        self.test = test  # False (tuning trials): the finished run is evaluated on validation only
         self.run_dir = Path(run_dir)
         self.progress = progress and distributed.is_main()  # under torchrun only rank 0 shows progress
         t = cfg["train"]
@@ -504,7 +506,8 @@ class Trainer:
                 self.model.load_state_dict(best["model"])
             per_user: dict[str, np.ndarray] = {}
             result.valid = self.evaluate("valid", per_user)
-            result.test = self.evaluate("test", per_user)
+            if self.test:
+                result.test = self.evaluate("test", per_user)
             # per-user metrics of the final model, for paired significance tests across runs
             if distributed.is_main():
                 atomic_write(self.run_dir / "per_user.npz", lambda fh: np.savez_compressed(fh, **per_user))
