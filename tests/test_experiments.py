@@ -422,6 +422,8 @@ def test_archive_rebuilds_the_tables_and_resumes_the_study_elsewhere(tmp_path: P
     assert main(["experiment-tables", str(out), "--archive", str(dest)]) == 0
     assert not list(dest.glob("**/*.pt")) and len(list(dest.glob("runs/*/*/seed*/per_user.npz"))) == 4
     assert len(list(dest.glob("tuning/tiny/mf/trial*/metrics.json"))) == 2
+    marker = json.loads((dest / "ARCHIVE.json").read_text())
+    assert marker == {"source": "out", "files": len(list(dest.glob("**/*.*"))) - 1, "runs": 6}  # no machine path
     before = {n: (out / "tables" / n).read_text() for n in ("table2.md", "significance.csv", "budget.md")}
     assert main(["experiment-tables", str(dest)]) == 0
     before["results.csv"] = (out / "tables" / "results.csv").read_text()

@@ -45,6 +45,7 @@ def archive(out: str | Path, dest: str | Path) -> list[Path]:
             written.append(write_bytes(target, path.read_bytes()))
     runs = sum(1 for p in written if p.name == "metrics.json")
     dest.mkdir(parents=True, exist_ok=True)
-    write_json(dest / MARKER, {"source": str(out), "files": len(written), "runs": runs}, indent=1)
+    # the source by its folder name only: an archive is committed and moved, a machine's path means nothing there
+    write_json(dest / MARKER, {"source": out.name, "files": len(written), "runs": runs}, indent=1)
     return [*written, dest / MARKER]
 
