@@ -423,7 +423,14 @@ def test_archive_rebuilds_the_tables_and_resumes_the_study_elsewhere(tmp_path: P
     assert not list(dest.glob("**/*.pt")) and len(list(dest.glob("runs/*/*/seed*/per_user.npz"))) == 4
     assert len(list(dest.glob("tuning/tiny/mf/trial*/metrics.json"))) == 2
     marker = json.loads((dest / "ARCHIVE.json").read_text())
-    assert marker == {"source": "out", "files": len(list(dest.glob("**/*.*"))) - 1, "runs": 6}  # no machine path
+    assert marker == {"source": "out", "files": len(list(dest.glob("**/*.*"))) - 1, "runs": 6}
+    seed0 = json.loads((out / "runs/tiny/mf/seed0/metrics.json").read_text())
+    assert seed0["run_dir"] == str((out / "runs/tiny/mf/seed0").resolve())  # the working record names the machine
+    kept = json.loads((dest / "runs/tiny/mf/seed0/metrics.json").read_text())
+    assert kept == {**seed0, "run_dir": "runs/tiny/mf/seed0"}  # the archived one only paths inside the output dir
+    env = json.loads((dest / "runs/tiny/mf/seed0/env.json").read_text())
+    assert env["dataset"] == str(tiny_data)  # the user's own data outside the output dir: named as the plan names it
+    assert not [p for p in dest.glob("**/*") if p.is_file() and str(out.resolve()) in p.read_bytes().decode("latin-1")]
     before = {n: (out / "tables" / n).read_text() for n in ("table2.md", "significance.csv", "budget.md")}
     assert main(["experiment-tables", str(dest)]) == 0
     before["results.csv"] = (out / "tables" / "results.csv").read_text()

@@ -3,13 +3,14 @@ hundreds of MB, small enough to keep beside the paper (or in git) and to carry t
 
 ``archive(out, dest)`` copies ``plan.json``, ``tables/``, every study's ``tuning/DATASET/LABEL.json`` and, of
 every run and tuning trial, ``metrics.json``, ``config.yaml``, ``env.json`` and ``per_user.npz`` (the paired
-tests need it). ``dest`` is a plan output dir itself: ``symcere experiment-tables dest`` writes the same tables,
+tests need it), the paths those records name inside ``out`` made relative to it. ``dest`` is a plan output dir itself: ``symcere experiment-tables dest`` writes the same tables,
 and copied into a new output dir its runs and trials count as finished, so a study goes on where it stopped on
 another machine (``symcere experiment PLAN --out new``) and later tables pair new runs with archived ones.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from symcere.errors import SymcereError
@@ -18,6 +19,26 @@ from symcere.io import write_bytes, write_json
 
 RUN_FILES = ("metrics.json", "config.yaml", "env.json", "per_user.npz")
 MARKER = "ARCHIVE.json"
+PATH_KEYS = ("run_dir", "dataset")  # the machine paths a run's metrics.json / env.json record
+
+
+def _portable(path: Path, out: Path) -> bytes:
+    """A run record's bytes, with the paths it names inside ``out`` made relative to ``out`` (POSIX): an archive
+    is committed and moved, and a machine's absolute path means nothing there."""
+    data = path.read_bytes()
+    if path.name not in ("metrics.json", "env.json"):
+        return data
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return data  # not ours to repair: copied as it is
+    if not isinstance(record, dict):
+        return data
+    for key in PATH_KEYS:
+        value = record.get(key)
+        if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(out):
+            record[key] = Path(value).resolve().relative_to(out).as_posix()
+    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
 
 
 def archive(out: str | Path, dest: str | Path) -> list[Path]:
@@ -42,7 +63,7 @@ def archive(out: str | Path, dest: str | Path) -> list[Path]:
         if path.is_file():
             target = dest / path.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
-            written.append(write_bytes(target, path.read_bytes()))
+            written.append(write_bytes(target, _portable(path, out)))
     runs = sum(1 for p in written if p.name == "metrics.json")
     dest.mkdir(parents=True, exist_ok=True)
     # the source by its folder name only: an archive is committed and moved, a machine's path means nothing there
