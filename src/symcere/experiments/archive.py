@@ -19,7 +19,6 @@ from symcere.io import write_bytes, write_json
 
 RUN_FILES = ("metrics.json", "config.yaml", "env.json", "per_user.npz")
 MARKER = "ARCHIVE.json"
-PATH_KEYS = ("run_dir", "dataset")  # the machine paths a run's metrics.json / env.json record
 
 
 def _portable(path: Path, out: Path) -> bytes:
@@ -34,10 +33,11 @@ def _portable(path: Path, out: Path) -> bytes:
         return data  # not ours to repair: copied as it is
     if not isinstance(record, dict):
         return data
-    for key in PATH_KEYS:
-        value = record.get(key)
-        if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(out):
-            record[key] = Path(value).resolve().relative_to(out).as_posix()
+    if isinstance(record.get("run_dir"), str):  # a record's run dir is where it lives, wherever it was trained
+        record["run_dir"] = path.parent.relative_to(out).as_posix()
+    value = record.get("dataset")
+    if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(out):
+        record["dataset"] = Path(value).resolve().relative_to(out).as_posix()
     return (json.dumps(record, indent=2) + "\n").encode("utf-8")
 
 
