@@ -3,8 +3,9 @@ hundreds of MB, small enough to keep beside the paper (or in git) and to carry t
 
 ``archive(out, dest)`` copies ``plan.json``, ``tables/``, every study's ``tuning/DATASET/LABEL.json`` and, of
 every run and tuning trial, ``metrics.json``, ``config.yaml``, ``env.json`` and ``per_user.npz`` (the paired
-tests need it), the paths those records name inside ``out`` made relative to it. ``dest`` is a plan output dir itself: ``symcere experiment-tables dest`` writes the same tables,
-and copied into a new output dir its runs and trials count as finished, so a study goes on where it stopped on
+tests need it), the paths those records name inside ``out`` made relative to it, and ``ARCHIVE.json`` naming the
+source by its folder name. ``dest`` is a plan output dir itself: ``symcere experiment-tables dest`` writes the same
+tables, and copied into a new output dir its runs and trials count as finished, so a study goes on where it stopped on
 another machine (``symcere experiment PLAN --out new``) and later tables pair new runs with archived ones.
 """
 
@@ -21,24 +22,24 @@ RUN_FILES = ("metrics.json", "config.yaml", "env.json", "per_user.npz")
 MARKER = "ARCHIVE.json"
 
 
-def _portable(path: Path, out: Path) -> bytes:
-    """A run record's bytes, with the paths it names inside ``out`` made relative to ``out`` (POSIX): an archive
-    is committed and moved, and a machine's absolute path means nothing there."""
-    data = path.read_bytes()
+def _portable_record(path: Path, out: Path) -> dict | None:
+    """A run's ``metrics.json`` / ``env.json`` with the paths it names inside ``out`` made relative to ``out``
+    (POSIX), or None for any other file (copied as it is): an archive is committed and moved, and a machine's
+    absolute path means nothing there."""
     if path.name not in ("metrics.json", "env.json"):
-        return data
+        return None
     try:
-        record = json.loads(data)
+        record = json.loads(path.read_bytes())
     except ValueError:
-        return data  # not ours to repair: copied as it is
+        return None  # not ours to repair: copied as it is
     if not isinstance(record, dict):
-        return data
+        return None
     if isinstance(record.get("run_dir"), str):  # a record's run dir is where it lives, wherever it was trained
         record["run_dir"] = path.parent.relative_to(out).as_posix()
     value = record.get("dataset")
     if isinstance(value, str) and Path(value).is_absolute() and Path(value).resolve().is_relative_to(out):
         record["dataset"] = Path(value).resolve().relative_to(out).as_posix()
-    return (json.dumps(record, indent=2) + "\n").encode("utf-8")
+    return record
 
 
 def archive(out: str | Path, dest: str | Path) -> list[Path]:
@@ -63,10 +64,10 @@ def archive(out: str | Path, dest: str | Path) -> list[Path]:
         if path.is_file():
             target = dest / path.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
-            written.append(write_bytes(target, _portable(path, out)))
+            record = _portable_record(path, out)
+            written.append(write_bytes(target, path.read_bytes()) if record is None else write_json(target, record))
     runs = sum(1 for p in written if p.name == "metrics.json")
     dest.mkdir(parents=True, exist_ok=True)
-    # the source by its folder name only: an archive is committed and moved, a machine's path means nothing there
     write_json(dest / MARKER, {"source": out.name, "files": len(written), "runs": runs}, indent=1)
     return [*written, dest / MARKER]
 
